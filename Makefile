@@ -1,0 +1,60 @@
+# seatledger: one entry point for setting up, running and testing.
+#   make test   set everything up, start the real infrastructure, lint, run the whole suite
+#   make up     install (if missing) and start PostgreSQL and Kafka; make down stops them
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
+
+export UV_PYTHON_DOWNLOADS := never
+UV_VERSION := 0.13.9
+UV := $(shell command -v uv 2>/dev/null || echo "$(HOME)/.local/bin/uv")
+PY := .venv/bin/python
+PYTEST_ARGS ?=
+
+.PHONY: help uv sync up down reset status lint format test test-unit test-integration test-e2e
+
+help:
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -e 's/:.*## /\t/' | column -t -s $$'\t'
+
+uv:
+	@command -v uv >/dev/null 2>&1 || [ -x "$(UV)" ] || { \
+	  echo "[seatledger] installing uv $(UV_VERSION) from PyPI"; \
+	  python3.11 -m pip install --quiet --user "uv==$(UV_VERSION)" 2>/dev/null \
+	    || python3.11 -m pip install --quiet "uv==$(UV_VERSION)"; }
+
+sync: uv ## install the locked Python environment into .venv
+	@"$$(command -v uv || echo $(UV))" sync --frozen --python python3.11 --quiet
+
+up: sync ## install (if missing) and start PostgreSQL and Kafka
+	@deploy/local/up.sh
+
+down: ## stop what make up started
+	@deploy/local/down.sh
+
+reset: ## stop the infrastructure and wipe its data
+	@deploy/local/reset.sh
+
+status: ## show what is running
+	@deploy/local/kafka.sh status || true
+	@deploy/local/postgres.sh status || true
+
+lint: sync ## ruff and mypy
+	@$(PY) -m ruff check .
+	@$(PY) -m ruff format --check .
+	@$(PY) -m mypy .
+
+format: sync ## apply ruff's formatting and fixable lints
+	@$(PY) -m ruff format .
+	@$(PY) -m ruff check --fix .
+
+test-unit: sync ## unit tests only (no infrastructure)
+	@$(PY) -m pytest tests/unit $(PYTEST_ARGS)
+
+test: up lint ## set everything up and run the whole suite (unit, integration, e2e)
+	@source deploy/local/env.sh && $(PY) -m pytest $(PYTEST_ARGS)
+
+test-integration: up
+	@source deploy/local/env.sh && $(PY) -m pytest tests/integration $(PYTEST_ARGS)
+
+test-e2e: up
+	@source deploy/local/env.sh && $(PY) -m pytest tests/e2e $(PYTEST_ARGS)

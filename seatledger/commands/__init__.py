@@ -1,0 +1,1 @@
+"""Sub-commands of ``seatledger`` that belong to no single service."""

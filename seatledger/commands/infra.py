@@ -1,0 +1,46 @@
+"""``seatledger topics ensure``: create the product's topics and their dead-letter topics."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from seatledger.cli import CommandError
+from seatledger.config import load_settings
+from seatledger.kafka import PRODUCT_TOPICS, TopicSpec, dead_letter_topic, ensure_topics
+
+
+def register(subparsers: Any) -> None:
+    topics = subparsers.add_parser("topics", help="manage the product's Kafka topics")
+    topic_commands = topics.add_subparsers(dest="topics_command", metavar="ACTION", required=True)
+    ensure = topic_commands.add_parser(
+        "ensure", help="create the topics and dead-letter topics that are missing (idempotent)"
+    )
+    ensure.add_argument("--partitions", type=int, help="partitions of a new topic (default 6)")
+    ensure.add_argument(
+        "--retention-ms", type=int, help="retention of a new topic in ms (-1 keeps forever)"
+    )
+    ensure.set_defaults(handler=run_ensure)
+
+
+def run_ensure(args: argparse.Namespace) -> int:
+    settings = load_settings()
+    if not settings.kafka_bootstrap_servers:
+        raise CommandError("SEATLEDGER_KAFKA_BOOTSTRAP_SERVERS is not set; there is no broker")
+    partitions = args.partitions or settings.kafka_topic_partitions
+    if partitions < 1:
+        raise CommandError("--partitions must be at least 1")
+    retention = (
+        args.retention_ms if args.retention_ms is not None else settings.kafka_topic_retention_ms
+    )
+    specs = []
+    for topic in PRODUCT_TOPICS:
+        specs.append(TopicSpec(topic, partitions, retention))
+        specs.append(TopicSpec(dead_letter_topic(topic), partitions, retention))
+    try:
+        outcome = ensure_topics(settings.kafka_bootstrap_servers, specs)
+    except Exception as exc:
+        raise CommandError(f"could not ensure topics: {exc}") from exc
+    for name in sorted(outcome):
+        print(f"{outcome[name]:8} {name}")
+    return 0
