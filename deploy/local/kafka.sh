@@ -55,7 +55,7 @@ start() {
     fi
     rm -f "$PIDFILE"
     if port_in_use "$SEATLEDGER_KAFKA_HOST" "$SEATLEDGER_KAFKA_PORT"; then
-        if broker_answers 10; then
+        if broker_answers 3; then
             log "using the Kafka broker already listening at $BOOTSTRAP (not started here; stop leaves it running)"
             return 0
         fi

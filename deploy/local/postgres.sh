@@ -14,7 +14,7 @@ if [ "$(id -u)" = 0 ]; then
     # The server refuses to run as root: the cluster belongs to the postgres user and lives
     # where that user can reach it, whatever folder this checkout is in.
     PGDATA_DIR="${SEATLEDGER_PG_DATA_DIR:-/var/lib/postgresql/seatledger-$SEATLEDGER_PG_PORT}"
-    as_pg() { runuser -u postgres -- "$@"; }
+    as_pg() { (cd / && runuser -u postgres -- "$@"); }
 else
     PGDATA_DIR="${SEATLEDGER_PG_DATA_DIR:-$STATE/data}"
     as_pg() { "$@"; }
