@@ -25,7 +25,7 @@ uv:
 sync: uv ## install the locked Python environment into .venv
 	@"$$(command -v uv || echo $(UV))" sync --frozen --python python3.11 --quiet
 
-up: sync ## install (if missing) and start PostgreSQL and Kafka
+up: sync ## install (if missing) and start PostgreSQL, Kafka and an SMTP sink
 	@deploy/local/up.sh
 
 down: ## stop what make up started

@@ -20,6 +20,10 @@ SEATLEDGER_PG_USER="${SEATLEDGER_PG_USER:-seatledger}"
 SEATLEDGER_PG_PASSWORD="${SEATLEDGER_PG_PASSWORD:-seatledger}"
 SEATLEDGER_PG_DB="${SEATLEDGER_PG_DB:-seatledger}"
 
+# The local SMTP sink (a real SMTP server that keeps what it accepts in a Maildir).
+SEATLEDGER_SMTP_HOST="${SEATLEDGER_SMTP_SINK_HOST:-127.0.0.1}"
+SEATLEDGER_SMTP_PORT="${SEATLEDGER_SMTP_SINK_PORT:-2525}"
+
 # Seconds a server may take to answer before a start is declared failed.
 SEATLEDGER_READY_TIMEOUT="${SEATLEDGER_READY_TIMEOUT:-90}"
 

@@ -3,5 +3,6 @@
 # Downloaded jars are kept.
 set -euo pipefail
 here="$(dirname "${BASH_SOURCE[0]}")"
+"$here/smtp.sh" reset
 "$here/kafka.sh" reset
 "$here/postgres.sh" reset
