@@ -37,6 +37,7 @@ reset: ## stop the infrastructure and wipe its data
 status: ## show what is running
 	@deploy/local/kafka.sh status || true
 	@deploy/local/postgres.sh status || true
+	@deploy/local/smtp.sh status || true
 
 lint: sync ## ruff and mypy
 	@$(PY) -m ruff check .

@@ -6,15 +6,32 @@ re-publication carries the same id), ``subject`` is the cloud id, which is also 
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field
 
 from schemas._base import ContractModel, Timestamp
 
+if TYPE_CHECKING:
+    from schemas._base import EventData
+
 CONTENT_TYPE = "application/cloudevents+json"
-EVENT_ID_HEADER = "ce_id"
 SCHEMA_BASE_URI = "https://seatledger.dev/schemas/"
+
+#: Kafka headers of every published message (the value is the whole CloudEvent; the headers
+#: let a router or an operator see what a message is without parsing it).
+EVENT_ID_HEADER = "ce_id"
+EVENT_TYPE_HEADER = "ce_type"
+CONTENT_TYPE_HEADER = "content-type"
+
+#: Kafka headers a dead-lettered message gains (besides its original key, value and headers).
+DLQ_REASON_HEADER = "dlq_reason"
+DLQ_ERROR_HEADER = "dlq_error"
+DLQ_SOURCE_TOPIC_HEADER = "dlq_source_topic"
+DLQ_SOURCE_PARTITION_HEADER = "dlq_source_partition"
+DLQ_SOURCE_OFFSET_HEADER = "dlq_source_offset"
+DLQ_CONSUMER_GROUP_HEADER = "dlq_consumer_group"
 
 
 class CloudEvent(ContractModel):
@@ -27,6 +44,29 @@ class CloudEvent(ContractModel):
     datacontenttype: Literal["application/json"] = "application/json"
     dataschema: str
     data: dict[str, Any]
+
+    @classmethod
+    def of(cls, data: EventData, *, id: str, subject: str, time: datetime) -> CloudEvent:
+        """The envelope of ``data``: its type, source and dataschema follow from its model."""
+        event_type = data.event_type()
+        return cls(
+            id=id,
+            source=source_of(type(data).source_service),
+            type=event_type,
+            subject=subject,
+            time=time,
+            dataschema=dataschema_uri(event_type),
+            data=data.model_dump(mode="json"),
+        )
+
+    def to_json_bytes(self) -> bytes:
+        """The message value: the structured-mode JSON of the whole event."""
+        return self.model_dump_json().encode()
+
+
+def source_of(service: str) -> str:
+    """The CloudEvents ``source`` of a publishing service, e.g. ``/seatledger/ledger``."""
+    return f"/seatledger/{service}"
 
 
 def dataschema_uri(event_type: str) -> str:
