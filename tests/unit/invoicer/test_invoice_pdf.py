@@ -1,0 +1,106 @@
+"""The one invoice renderer: a PDF from the InvoiceIssued data alone, worded per locale."""
+
+from __future__ import annotations
+
+import io
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from uuid import UUID
+
+import pytest
+from pypdf import PdfReader
+
+from schemas.invoices import CausingEvent, Customer, InvoiceIssued, InvoiceLine
+from schemas.ledger import BillingPeriodRange
+from seatledger.rendering import format_money, render_invoice_pdf
+
+
+def _invoice(
+    locale: str = "de", currency: str = "EUR", name: str = "Müller & Söhne GmbH"
+) -> InvoiceIssued:
+    return InvoiceIssued(
+        invoice_id=UUID("00000000-0000-4000-8000-000000000001"),
+        invoice_number="SL-2026-000042",
+        cloud_id=UUID("00000000-0000-4000-8000-0000000000c1"),
+        kind="seat_purchase",
+        issue_date=date(2026, 11, 28),
+        issued_at=datetime(2026, 11, 28, 12, 0, tzinfo=UTC),
+        time_zone="Europe/Berlin",
+        customer=Customer(
+            name=name, owner_id="owner-1", billing_email="ap@example.com", locale=locale
+        ),
+        currency=currency,
+        tax_rate=Decimal("19"),
+        lines=[
+            InvoiceLine(
+                kind="seat_purchase",
+                description="3 additional seats",
+                quantity=3,
+                unit_price=Decimal("1234.50"),
+                period=BillingPeriodRange(start=date(2026, 11, 1), end=date(2026, 12, 1)),
+                charge_date=date(2026, 11, 28),
+                remaining_days=3,
+                period_days=30,
+                unrounded_amount=Decimal("370.35"),
+                amount=Decimal("370.35"),
+            )
+        ],
+        net=Decimal("370.35"),
+        tax=Decimal("70.37"),
+        gross=Decimal("440.72"),
+        caused_by=CausingEvent(
+            event_id=UUID("00000000-0000-4000-8000-0000000000e1"),
+            event_type="seatledger.ledger.SeatsIncreased.v1",
+        ),
+    )
+
+
+def _text(pdf: bytes) -> str:
+    reader = PdfReader(io.BytesIO(pdf))
+    return "\n".join(page.extract_text() for page in reader.pages)
+
+
+def test_german_invoice_pdf_is_worded_and_formatted_in_german():
+    pdf = render_invoice_pdf(_invoice("de"))
+    assert pdf.startswith(b"%PDF-")
+    text = _text(pdf)
+    assert "Rechnung SL-2026-000042" in text
+    assert "Müller & Söhne GmbH" in text
+    assert "1.234,50" in text  # unit price, German grouping and decimal comma
+    assert "440,72" in text
+    assert "USt. (19 %)" in text
+    assert "3 / 30" in text  # R / D
+    assert "28.11.2026" in text
+
+
+def test_english_invoice_pdf_is_worded_and_formatted_in_english():
+    text = _text(render_invoice_pdf(_invoice("en")))
+    assert "Invoice SL-2026-000042" in text
+    assert "€1,234.50" in text
+    assert "€440.72" in text
+    assert "Tax (19 %)" in text
+    assert "Rechnung" not in text
+
+
+def test_same_invoice_renders_to_the_same_bytes():
+    assert render_invoice_pdf(_invoice()) == render_invoice_pdf(_invoice())
+
+
+@pytest.mark.parametrize(
+    ("amount", "currency", "locale", "expected"),
+    [
+        (Decimal("1234.50"), "EUR", "de", "1.234,50\u00a0€"),
+        (Decimal("1234.50"), "EUR", "en", "€1,234.50"),
+        (Decimal("1500"), "JPY", "de", "1.500\u00a0¥"),
+        (Decimal("1.250"), "KWD", "en", "KWD1.250"),
+        (Decimal("0.00"), "EUR", "de", "0,00\u00a0€"),
+        (Decimal("12.3456"), "EUR", "en", "€12.3456"),
+    ],
+)
+def test_money_is_formatted_per_locale_without_rounding_again(amount, currency, locale, expected):
+    assert format_money(amount, currency, locale) == expected
+
+
+def test_an_unsupported_locale_is_refused():
+    with pytest.raises(ValueError, match="unsupported locale"):
+        format_money(Decimal(1), "EUR", "fr")
