@@ -31,6 +31,9 @@ class Settings(BaseSettings):
     kafka_topic_partitions: int = Field(default=6, ge=1)
     kafka_topic_retention_ms: int = Field(default=-1, ge=-1)  # -1 keeps events forever
     kafka_client_id: str = "seatledger"
+    # Prepended to every topic name (e.g. "staging." or a test run's namespace); empty in
+    # production, where the topics are exactly the contract's names.
+    kafka_topic_prefix: str = ""
 
     # HTTP.
     http_host: str = "127.0.0.1"
@@ -69,6 +72,10 @@ class Settings(BaseSettings):
         if isinstance(value, str) and not value.lstrip().startswith("["):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
+
+    def topic(self, name: str) -> str:
+        """The name of the contract topic ``name`` in this deployment."""
+        return f"{self.kafka_topic_prefix}{name}"
 
     @property
     def embedded(self) -> bool:
