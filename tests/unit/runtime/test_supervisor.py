@@ -3,6 +3,7 @@ from __future__ import annotations
 import threading
 import time
 
+import pytest
 from prometheus_client import CollectorRegistry
 
 from seatledger.runtime import Supervisor, polling
@@ -52,9 +53,5 @@ def test_polling_worker_calls_again_at_once_while_busy_and_stops_when_asked() ->
 def test_worker_names_are_unique() -> None:
     supervisor = Supervisor()
     supervisor.add("relay", lambda stop: None)
-    try:
+    with pytest.raises(ValueError, match="relay"):
         supervisor.add("relay", lambda stop: None)
-    except ValueError as exc:
-        assert "relay" in str(exc)
-    else:
-        raise AssertionError("a second worker with the same name was accepted")
