@@ -1,0 +1,473 @@
+"""The tracked Kafka consumer shared by the invoicer and the notifier.
+
+Delivery is at-least-once from the broker; processing is exactly-once because the consumer's
+position lives in its own database, recorded in the same transaction as the state change it
+caused (:meth:`seatledger.tracking.TrackedApplication.save_tracked`). Kafka's committed offsets
+are a convenience for tooling (``kafka-consumer-groups``); the database is the truth.
+
+The contract with a handler::
+
+    def handle(cloud_event: CloudEvent, data: EventData, position: Position) -> None:
+        ...  # change state and record ``position`` in ONE transaction (save_tracked)
+
+- It receives only messages that met the contract (a parsed envelope and its validated model).
+- It raises :class:`PoisonMessage` for a message that can never be processed: the message goes
+  to the dead-letter topic and the consumer moves on.
+- Any other exception is transient (the database is down, a concurrency conflict): the same
+  message is delivered again after a backoff, for as long as it takes. It is never skipped and
+  never dead-lettered.
+- A message it does not care about still has its position recorded (``save_tracked(position)``
+  with no aggregates), so the stored position never lags behind.
+
+Messages that never reach the handler (dead-lettered ones) are recorded through the
+``on_skipped`` callback, typically ``lambda p: app.save_tracked(p)``.
+
+On partition assignment the consumer seeks each partition to the stored position + 1 (or the
+beginning when nothing is stored); a message at or below the position it already handled in
+this assignment is a duplicate and is skipped.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import weakref
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import structlog
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Message,
+    Producer,
+    TopicPartition,
+)
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from schemas._base import EventData
+from schemas.envelope import (
+    DLQ_CONSUMER_GROUP_HEADER,
+    DLQ_ERROR_HEADER,
+    DLQ_REASON_HEADER,
+    DLQ_SOURCE_OFFSET_HEADER,
+    DLQ_SOURCE_PARTITION_HEADER,
+    DLQ_SOURCE_TOPIC_HEADER,
+    CloudEvent,
+)
+from schemas.registry import ContractViolation, parse_cloud_event
+from seatledger.kafka import consumer_config, dead_letter_topic, producer_config
+from seatledger.tracking import Position
+
+__all__ = [
+    "ConsumerMetrics",
+    "DeadLetter",
+    "Handler",
+    "PoisonMessage",
+    "PositionReader",
+    "RetryPolicy",
+    "SkipRecorder",
+    "TrackedConsumer",
+]
+
+#: Processes one contract event and records its position (see the module documentation).
+Handler = Callable[[CloudEvent, EventData, Position], None]
+#: The stored position of a source (``"topic:partition"`` or an upstream application's name):
+#: usually ``TrackedApplication.position``.
+PositionReader = Callable[[str], "int | None"]
+#: Records a position whose message was not handed to the handler (dead-lettered, or not a
+#: contract event): usually ``lambda p: app.save_tracked(p)``.
+SkipRecorder = Callable[[Position], object]
+
+_log = structlog.get_logger("seatledger.consumer")
+
+#: The reason of a message its handler refused with :class:`PoisonMessage`.
+POISON_REASON = "poison"
+
+
+class PoisonMessage(Exception):
+    """Raised by a handler for a message that can never be processed (it goes to the
+    dead-letter topic). Everything else a handler raises is retried."""
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Exponential backoff of transient failures: ``initial_s``, doubled up to ``max_s``."""
+
+    initial_s: float = 0.1
+    max_s: float = 5.0
+    factor: float = 2.0
+
+    def delay(self, failures: int) -> float:
+        """The pause after the ``failures``-th consecutive failure (1-based)."""
+        return float(min(self.max_s, self.initial_s * self.factor ** max(0, failures - 1)))
+
+
+DEFAULT_RETRY = RetryPolicy()
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    """A message that can never be processed, and why."""
+
+    reason: str
+    error: str
+    position: Position
+    key: bytes | None
+    value: bytes | None
+
+
+class ConsumerMetrics:
+    """The consumers' metrics, built once per registry (shared by every consumer and follower
+    of a process; the ``consumer`` label names each)."""
+
+    _by_registry: ClassVar[weakref.WeakKeyDictionary[CollectorRegistry, ConsumerMetrics]] = (
+        weakref.WeakKeyDictionary()
+    )
+    _lock: ClassVar[threading.Lock] = threading.Lock()
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.position = Gauge(
+            "seatledger_consumer_position",
+            "Last processed offset (Kafka) or notification id (notification log) per source",
+            ["consumer", "source"],
+            registry=registry,
+        )
+        self.messages = Counter(
+            "seatledger_consumer_messages_total",
+            "Messages seen by a consumer, by outcome",
+            ["consumer", "outcome"],
+            registry=registry,
+        )
+        self.dead_lettered = Counter(
+            "seatledger_consumer_dead_lettered_total",
+            "Messages sent to the dead-letter destination, by reason",
+            ["consumer", "reason"],
+            registry=registry,
+        )
+        self.transient_errors = Counter(
+            "seatledger_consumer_transient_errors_total",
+            "Handler failures that were retried (never dead-lettered)",
+            ["consumer"],
+            registry=registry,
+        )
+        self.handle_seconds = Histogram(
+            "seatledger_consumer_handle_duration_seconds",
+            "Time a handler took to process one message",
+            ["consumer"],
+            registry=registry,
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+        )
+
+    @classmethod
+    def of(cls, registry: CollectorRegistry | None) -> ConsumerMetrics:
+        """The metrics of ``registry`` (a private registry when None)."""
+        if registry is None:
+            return cls(CollectorRegistry(auto_describe=True))
+        with cls._lock:
+            metrics = cls._by_registry.get(registry)
+            if metrics is None:
+                metrics = cls(registry)
+                cls._by_registry[registry] = metrics
+            return metrics
+
+
+def sleep_unless_stopped(stop: threading.Event | None, seconds: float) -> None:
+    if stop is None:
+        time.sleep(seconds)
+    else:
+        stop.wait(seconds)
+
+
+def _coordinates(msg: Message) -> tuple[str, int, int]:
+    topic, partition, offset = msg.topic(), msg.partition(), msg.offset()
+    if topic is None or partition is None or offset is None:
+        raise ValueError("a consumed message has a topic, partition and offset")
+    return topic, partition, offset
+
+
+class TrackedConsumer:
+    """A Kafka consumer group member whose positions live in the consumer's own database.
+
+    ``positions(source)`` returns the stored position of ``"topic:partition"``; ``handler``
+    processes a message and records its position (see the module documentation).
+    """
+
+    def __init__(
+        self,
+        bootstrap_servers: str,
+        group_id: str,
+        topics: Sequence[str],
+        handler: Handler,
+        positions: PositionReader,
+        *,
+        on_skipped: SkipRecorder | None = None,
+        name: str | None = None,
+        client_id: str = "seatledger",
+        registry: CollectorRegistry | None = None,
+        retry: RetryPolicy = DEFAULT_RETRY,
+        dead_letter_topic_of: Callable[[str], str] = dead_letter_topic,
+        consumer_overrides: dict[str, Any] | None = None,
+        producer_overrides: dict[str, Any] | None = None,
+        dead_letter_timeout_s: float = 30.0,
+    ) -> None:
+        if not topics:
+            raise ValueError("a consumer needs at least one topic")
+        self.group_id = group_id
+        self.topics = tuple(topics)
+        self.name = name or group_id
+        self._handler = handler
+        self._positions = positions
+        self._on_skipped = on_skipped
+        self._retry = retry
+        self._dead_letter_topic_of = dead_letter_topic_of
+        self._dead_letter_timeout_s = dead_letter_timeout_s
+        self._metrics = ConsumerMetrics.of(registry)
+        config = consumer_config(
+            bootstrap_servers, group_id, client_id, **(consumer_overrides or {})
+        )
+        self._cooperative = "cooperative" in str(config.get("partition.assignment.strategy", ""))
+        self._producer_config = producer_config(
+            bootstrap_servers, f"{client_id}-dead-letters", **(producer_overrides or {})
+        )
+        self._producer: Producer | None = None
+        #: Next offset to process per assigned (topic, partition); None: take whatever comes.
+        self._next: dict[tuple[str, int], int | None] = {}
+        #: Dead-lettered messages whose position is not recorded yet (recording failed).
+        self._dead_lettered: set[tuple[str, int, int]] = set()
+        self._failures = 0
+        self._stop: threading.Event | None = None
+        self._closed = False
+        self._consumer = Consumer(config)
+        self._consumer.subscribe(
+            list(self.topics),
+            on_assign=self._on_assign,
+            on_revoke=self._on_revoke,
+            on_lost=self._on_revoke,
+        )
+
+    # -- group membership -------------------------------------------------------------------
+
+    def _stored_position(self, source: str) -> int | None:
+        failures = 0
+        while True:
+            try:
+                return self._positions(source)
+            except Exception as exc:
+                failures += 1
+                if failures >= 50 or (self._stop is not None and self._stop.is_set()):
+                    raise
+                delay = self._retry.delay(failures)
+                _log.warning(
+                    "position unreadable, retrying",
+                    consumer=self.name,
+                    source=source,
+                    error=repr(exc),
+                    retry_in_s=delay,
+                )
+                sleep_unless_stopped(self._stop, delay)
+
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        for tp in partitions:
+            source = f"{tp.topic}:{tp.partition}"
+            stored = self._stored_position(source)
+            if stored is None:
+                tp.offset = OFFSET_BEGINNING
+                self._next[(tp.topic, tp.partition)] = None
+            else:
+                tp.offset = stored + 1
+                self._next[(tp.topic, tp.partition)] = stored + 1
+                self._metrics.position.labels(self.name, source).set(stored)
+        if self._cooperative:
+            consumer.incremental_assign(partitions)
+        else:
+            consumer.assign(partitions)
+        _log.info(
+            "partitions assigned",
+            consumer=self.name,
+            partitions=[f"{tp.topic}:{tp.partition}@{tp.offset}" for tp in partitions],
+        )
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        for tp in partitions:
+            self._next.pop((tp.topic, tp.partition), None)
+        if self._cooperative:
+            consumer.incremental_unassign(partitions)
+        else:
+            consumer.unassign()
+        _log.info(
+            "partitions revoked",
+            consumer=self.name,
+            partitions=[f"{tp.topic}:{tp.partition}" for tp in partitions],
+        )
+
+    @property
+    def assignment(self) -> list[tuple[str, int]]:
+        """The (topic, partition) pairs this member holds now."""
+        return sorted(self._next)
+
+    # -- the loop -----------------------------------------------------------------------------
+
+    def run(self, stop: threading.Event) -> None:
+        """Process messages until ``stop`` is set, then leave the group."""
+        self._stop = stop
+        try:
+            while not stop.is_set():
+                self.poll_once(timeout_s=0.5)
+        finally:
+            self.close()
+
+    def poll_once(self, timeout_s: float = 1.0) -> bool:
+        """Wait up to ``timeout_s`` for one message and process it. True if one was handled
+        (processed, skipped as a duplicate, or dead-lettered)."""
+        msg = self._consumer.poll(timeout_s)
+        if msg is None:
+            return False
+        error = msg.error()
+        if error is not None:
+            if error.code() == KafkaError._PARTITION_EOF:
+                return False
+            if error.fatal():
+                raise KafkaException(error)
+            _log.warning("consumer error", consumer=self.name, error=str(error))
+            return False
+        return self._process(msg)
+
+    def _process(self, msg: Message) -> bool:
+        topic, partition, offset = _coordinates(msg)
+        key = (topic, partition)
+        expected = self._next.get(key)
+        if key not in self._next:
+            # A message of a partition revoked meanwhile: its new owner processes it.
+            return False
+        if expected is not None and offset < expected:
+            self._metrics.messages.labels(self.name, "duplicate").inc()
+            return True
+        position = Position.kafka(topic, partition, offset)
+        try:
+            outcome = self._deliver(msg, position)
+        except Exception as exc:
+            self._failures += 1
+            delay = self._retry.delay(self._failures)
+            self._metrics.transient_errors.labels(self.name).inc()
+            _log.warning(
+                "message processing failed, retrying",
+                consumer=self.name,
+                source=position.source,
+                offset=offset,
+                error=repr(exc),
+                retry_in_s=delay,
+            )
+            self._rewind(topic, partition, offset)
+            sleep_unless_stopped(self._stop, delay)
+            return False
+        self._failures = 0
+        self._next[key] = offset + 1
+        self._metrics.messages.labels(self.name, outcome).inc()
+        self._metrics.position.labels(self.name, position.source).set(offset)
+        try:
+            self._consumer.commit(
+                offsets=[TopicPartition(topic, partition, offset + 1)], asynchronous=True
+            )
+        except KafkaException as exc:  # a convenience only: the database is the truth
+            _log.debug("offset commit failed", consumer=self.name, error=str(exc))
+        return True
+
+    def _deliver(self, msg: Message, position: Position) -> str:
+        topic, partition, offset = _coordinates(msg)
+        pending = (topic, partition, offset)
+        if pending in self._dead_lettered:
+            self._record_skipped(position)
+            self._dead_lettered.discard(pending)
+            return "dead_lettered"
+        try:
+            parsed = parse_cloud_event(msg.value())
+        except ContractViolation as exc:
+            self._dead_letter(msg, position, exc.reason, str(exc))
+            return "dead_lettered"
+        structlog.contextvars.bind_contextvars(
+            event_id=parsed.cloud_event.id, event_type=parsed.cloud_event.type
+        )
+        started = time.perf_counter()
+        try:
+            self._handler(parsed.cloud_event, parsed.data, position)
+        except PoisonMessage as exc:
+            self._dead_letter(msg, position, POISON_REASON, str(exc) or type(exc).__name__)
+            return "dead_lettered"
+        finally:
+            structlog.contextvars.unbind_contextvars("event_id", "event_type")
+        self._metrics.handle_seconds.labels(self.name).observe(time.perf_counter() - started)
+        return "processed"
+
+    def _rewind(self, topic: str, partition: int, offset: int) -> None:
+        """Deliver ``offset`` again (discarding what was fetched after it)."""
+        try:
+            self._consumer.seek(TopicPartition(topic, partition, offset))
+        except KafkaException as exc:
+            # The partition was revoked meanwhile: its next owner starts from the database.
+            _log.info("rewind skipped", consumer=self.name, error=str(exc))
+
+    # -- dead letters ------------------------------------------------------------------------
+
+    def _dead_letter(self, msg: Message, position: Position, reason: str, error: str) -> None:
+        topic, partition, offset = _coordinates(msg)
+        target = self._dead_letter_topic_of(topic)
+        original = msg.headers() or []
+        headers: list[tuple[str, str | bytes | None]] = list(
+            original.items() if isinstance(original, dict) else original
+        )
+        headers += [
+            (DLQ_REASON_HEADER, reason),
+            (DLQ_ERROR_HEADER, error[:2000]),
+            (DLQ_SOURCE_TOPIC_HEADER, topic),
+            (DLQ_SOURCE_PARTITION_HEADER, str(partition)),
+            (DLQ_SOURCE_OFFSET_HEADER, str(offset)),
+            (DLQ_CONSUMER_GROUP_HEADER, self.group_id),
+        ]
+        delivered: list[KafkaError | None] = []
+
+        def on_delivery(err: KafkaError | None, _msg: Message) -> None:
+            delivered.append(err)
+
+        if self._producer is None:
+            self._producer = Producer(self._producer_config)
+        self._producer.produce(
+            target, key=msg.key(), value=msg.value(), headers=headers, on_delivery=on_delivery
+        )
+        self._producer.flush(self._dead_letter_timeout_s)
+        if not delivered or delivered[0] is not None:
+            raise RuntimeError(f"dead-letter to {target} not acknowledged: {delivered}")
+        self._dead_lettered.add((topic, partition, offset))
+        self._metrics.dead_lettered.labels(self.name, reason).inc()
+        _log.error(
+            "message dead-lettered",
+            consumer=self.name,
+            reason=reason,
+            error=error[:500],
+            source=position.source,
+            offset=offset,
+            dead_letter_topic=target,
+        )
+        self._record_skipped(position)
+        self._dead_lettered.discard((topic, partition, offset))
+
+    def _record_skipped(self, position: Position) -> None:
+        if self._on_skipped is not None:
+            self._on_skipped(position)
+
+    # -- shutdown ----------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Leave the group (its partitions move to the other members) and release clients."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            self._consumer.close()
+        finally:
+            if self._producer is not None:
+                self._producer.flush(self._dead_letter_timeout_s)
+                self._producer = None

@@ -1,0 +1,393 @@
+"""The outbox relay: an application's notification log, published to its Kafka topic.
+
+The notification log of an ``eventsourcing`` application is the outbox. The relay reads it by
+position in batches, maps each domain event to its contract event (the service's
+``contract.to_cloud_event``; None means "not published"), and produces it with an idempotent
+producer: key = the cloud id (``subject``), value = the structured-mode CloudEvent JSON,
+headers = the event id, type and content type.
+
+The relay's position is a tracking record in the service's own database (the application's
+tracking table, under the name ``relay:<topic>``), written only after the broker acknowledged
+every message up to it. So:
+
+- a crash loses nothing: the next run re-publishes at most the unacknowledged tail, with the
+  same event ids (consumers dedupe by event id / position);
+- nothing is skipped: a batch whose delivery failed is re-published from the recorded
+  position, in order;
+- gaps in notification ids are harmless: the relay asks for ids after its position.
+
+Throughput comes from batching and pipelining: while the broker acknowledges one batch the
+relay reads and produces the next (at most ``max_in_flight`` batches in flight), and records
+its position once per acknowledged batch. Latency comes from waking on PostgreSQL's
+LISTEN/NOTIFY (the recorder notifies its channel on every insert); on SQLite the relay polls
+every ``idle_poll_s``.
+
+Run one relay per application store: a second one only publishes duplicates (its position
+update is refused and it re-reads the stored position).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+from confluent_kafka import KafkaError, KafkaException, Message, Producer
+from eventsourcing.application import Application
+from eventsourcing.persistence import IntegrityError, Notification, Tracking, TrackingRecorder
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from schemas.envelope import (
+    CONTENT_TYPE,
+    CONTENT_TYPE_HEADER,
+    EVENT_ID_HEADER,
+    EVENT_TYPE_HEADER,
+    CloudEvent,
+)
+from schemas.registry import check_cloud_event
+
+__all__ = ["Mapper", "OutboxRelay", "PublishError", "RelayMetrics"]
+
+#: Maps a domain event to its contract event, or None when it is not published.
+Mapper = Callable[[Any], "CloudEvent | None"]
+
+_log = structlog.get_logger("seatledger.relay")
+
+
+class PublishError(Exception):
+    """The broker did not acknowledge a message; the batch is published again."""
+
+
+class RelayMetrics:
+    """The relay's metrics against an injected registry (label ``relay`` = the topic)."""
+
+    def __init__(self, registry: CollectorRegistry, relay: str) -> None:
+        self.position = Gauge(
+            "seatledger_relay_position",
+            "Notification id up to which every event is acknowledged by the broker",
+            ["relay"],
+            registry=registry,
+        ).labels(relay)
+        self.head = Gauge(
+            "seatledger_relay_store_head",
+            "Highest notification id in the store when the relay last looked",
+            ["relay"],
+            registry=registry,
+        ).labels(relay)
+        self.lag = Gauge(
+            "seatledger_relay_lag_notifications",
+            "Notification ids between the store's head and the relay's position",
+            ["relay"],
+            registry=registry,
+        ).labels(relay)
+        self.published = Counter(
+            "seatledger_relay_published_total",
+            "Messages acknowledged by the broker",
+            ["relay"],
+            registry=registry,
+        ).labels(relay)
+        self.errors = Counter(
+            "seatledger_relay_publish_errors_total",
+            "Failed publications (the batch is published again)",
+            ["relay"],
+            registry=registry,
+        ).labels(relay)
+        self.ack_age = Histogram(
+            "seatledger_relay_event_age_at_ack_seconds",
+            "Time from an event's creation to the broker's acknowledgement",
+            ["relay"],
+            registry=registry,
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
+        ).labels(relay)
+
+
+@dataclass
+class _Batch:
+    """Messages produced from one read of the log, waiting for the broker's acks."""
+
+    last_id: int
+    expected: int = 0
+    acked: int = 0
+    errors: list[str] = field(default_factory=list)
+    newest_timestamp: Any = None
+
+    def on_delivery(self, err: KafkaError | None, _msg: Message) -> None:
+        if err is None:
+            self.acked += 1
+        else:
+            self.errors.append(str(err))
+
+    @property
+    def done(self) -> bool:
+        return self.acked + len(self.errors) >= self.expected
+
+
+class OutboxRelay:
+    """Publishes ``app``'s events to ``topic``; see the module documentation."""
+
+    def __init__(
+        self,
+        app: Application[Any],
+        topic: str,
+        mapper: Mapper,
+        producer_config: dict[str, Any],
+        *,
+        name: str | None = None,
+        batch_size: int = 1000,
+        max_in_flight: int = 4,
+        idle_poll_s: float = 0.05,
+        listen_fallback_s: float = 1.0,
+        validate: bool = True,
+        registry: CollectorRegistry | None = None,
+        tracking_recorder: TrackingRecorder | None = None,
+        ack_timeout_s: float = 60.0,
+    ) -> None:
+        if batch_size < 1 or max_in_flight < 1:
+            raise ValueError("batch_size and max_in_flight must be at least 1")
+        self.app = app
+        self.topic = topic
+        self.name = name or f"relay:{topic}"
+        self._mapper = mapper
+        self._producer_config = dict(producer_config)
+        self._batch_size = batch_size
+        self._max_in_flight = max_in_flight
+        self._idle_poll_s = idle_poll_s
+        self._listen_fallback_s = listen_fallback_s
+        self._validate = validate
+        self._ack_timeout_s = ack_timeout_s
+        self._metrics = RelayMetrics(registry or CollectorRegistry(), topic)
+        self._tracking = tracking_recorder or app.factory.tracking_recorder()
+        self._producer: Producer | None = None
+        self._in_flight: deque[_Batch] = deque()
+        #: Up to here every event is acknowledged and recorded.
+        self._acked: int | None = None
+        #: Up to here every event has been read and handed to the producer.
+        self._read: int | None = None
+        self._loaded = False
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._listener: threading.Thread | None = None
+        self._listens = hasattr(app.recorder, "channel_name") and hasattr(app.recorder, "datastore")
+
+    # -- position ---------------------------------------------------------------------------
+
+    @property
+    def position(self) -> int | None:
+        """The notification id up to which every event is acknowledged and recorded."""
+        if not self._loaded:
+            self._load_position()
+        return self._acked
+
+    def _load_position(self) -> None:
+        self._acked = self._tracking.max_tracking_id(self.name)
+        self._read = self._acked
+        self._loaded = True
+        if self._acked is not None:
+            self._metrics.position.set(self._acked)
+
+    def _record(self, notification_id: int) -> None:
+        try:
+            self._tracking.insert_tracking(Tracking(self.name, notification_id))
+        except IntegrityError:
+            stored = self._tracking.max_tracking_id(self.name)
+            if stored is None or stored < notification_id:
+                raise
+            _log.warning(
+                "relay position already further: another relay publishes this store",
+                relay=self.name,
+                stored=stored,
+                acked=notification_id,
+            )
+            notification_id = stored
+        self._acked = notification_id
+        self._metrics.position.set(notification_id)
+
+    # -- publishing -------------------------------------------------------------------------
+
+    def publish_pending(self) -> int:
+        """Publish everything recorded so far and wait for its acknowledgement; the number of
+        notifications handled. Raises :class:`PublishError` (nothing recorded for the failed
+        batch) when the broker refuses or does not acknowledge."""
+        if not self._loaded:
+            self._load_position()
+        handled = 0
+        try:
+            while True:
+                notifications = self.app.recorder.select_notifications(
+                    start=self._read or 0, limit=self._batch_size, inclusive_of_start=False
+                )
+                if notifications:
+                    self._produce(notifications)
+                    handled += len(notifications)
+                    self._settle(block=len(self._in_flight) >= self._max_in_flight)
+                if len(notifications) < self._batch_size:
+                    break
+            self._settle(block=True, drain=True)
+        except BaseException:
+            self._reset()
+            raise
+        self._observe_head()
+        return handled
+
+    def _produce(self, notifications: Sequence[Notification]) -> None:
+        producer = self._get_producer()
+        batch = _Batch(last_id=notifications[-1].id)
+        to_domain_event = self.app.mapper.to_domain_event
+        topic = self.topic
+        for notification in notifications:
+            domain_event = to_domain_event(notification)
+            cloud_event = self._mapper(domain_event)
+            if cloud_event is None:
+                continue
+            if self._validate:
+                check_cloud_event(cloud_event)
+            headers: list[tuple[str, str | bytes | None]] = [
+                (EVENT_ID_HEADER, cloud_event.id),
+                (EVENT_TYPE_HEADER, cloud_event.type),
+                (CONTENT_TYPE_HEADER, CONTENT_TYPE),
+            ]
+            value = cloud_event.to_json_bytes()
+            key = cloud_event.subject.encode()
+            batch.expected += 1
+            while True:
+                try:
+                    producer.produce(
+                        topic, value=value, key=key, headers=headers, on_delivery=batch.on_delivery
+                    )
+                    break
+                except BufferError:
+                    producer.poll(0.05)
+            batch.newest_timestamp = getattr(domain_event, "timestamp", None)
+        self._in_flight.append(batch)
+        self._read = batch.last_id
+        producer.poll(0)
+
+    def _settle(self, *, block: bool, drain: bool = False) -> None:
+        """Record the position of the acknowledged batches at the front; with ``block``, wait
+        until the front batch (with ``drain``, every batch) is acknowledged."""
+        producer = self._get_producer()
+        deadline = time.monotonic() + self._ack_timeout_s
+        while True:
+            producer.poll(0)
+            done: _Batch | None = None
+            while self._in_flight and self._in_flight[0].done:
+                batch = self._in_flight.popleft()
+                if batch.errors:
+                    self._metrics.errors.inc()
+                    raise PublishError(
+                        f"{len(batch.errors)} message(s) not acknowledged: {batch.errors[0]}"
+                    )
+                done = batch
+                self._metrics.published.inc(batch.acked)
+            if done is not None:
+                self._record(done.last_id)
+                if done.newest_timestamp is not None:
+                    age = time.time() - done.newest_timestamp.timestamp()
+                    self._metrics.ack_age.observe(max(0.0, age))
+            if not self._in_flight:
+                return
+            if not block:
+                return
+            if not drain and len(self._in_flight) < self._max_in_flight:
+                return
+            if time.monotonic() > deadline:
+                self._metrics.errors.inc()
+                raise PublishError(f"no acknowledgement within {self._ack_timeout_s}s")
+            producer.poll(0.01)
+
+    def _reset(self) -> None:
+        """After a failure: forget what is in flight and re-read from the recorded position."""
+        self._in_flight.clear()
+        producer, self._producer = self._producer, None
+        if producer is not None:
+            try:
+                producer.purge()
+                producer.flush(1)
+            except KafkaException:
+                pass
+        self._loaded = False
+
+    def _get_producer(self) -> Producer:
+        if self._producer is None:
+            self._producer = Producer(self._producer_config)
+        return self._producer
+
+    def _observe_head(self) -> None:
+        head = self.app.recorder.max_notification_id()
+        if head is None:
+            return
+        self._metrics.head.set(head)
+        self._metrics.lag.set(max(0, head - (self._acked or 0)))
+
+    # -- the loop ---------------------------------------------------------------------------
+
+    def run(self, stop: threading.Event | None = None) -> None:
+        """Publish until ``stop`` (or :meth:`stop`) is set; failures are retried with backoff."""
+        stop = stop or self._stop
+        if self._listens:
+            self._listener = threading.Thread(
+                target=self._listen, args=(stop,), name=f"{self.name}-listen", daemon=True
+            )
+            self._listener.start()
+        failures = 0
+        wait_s = self._listen_fallback_s if self._listens else self._idle_poll_s
+        try:
+            while not stop.is_set() and not self._stop.is_set():
+                self._wake.clear()
+                try:
+                    self.publish_pending()
+                except Exception as exc:
+                    failures += 1
+                    delay = min(5.0, 0.1 * 2 ** (failures - 1))
+                    _log.warning(
+                        "relay publication failed, retrying",
+                        relay=self.name,
+                        position=self._acked,
+                        error=repr(exc),
+                        retry_in_s=delay,
+                    )
+                    stop.wait(delay)
+                    continue
+                failures = 0
+                self._wake.wait(wait_s)
+        finally:
+            self._stop.set()
+            self._wake.set()
+            if self._listener is not None:
+                self._listener.join(timeout=5)
+            self.close()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+
+    def _listen(self, stop: threading.Event) -> None:
+        """Set the wake-up event on every NOTIFY of the recorder's channel (PostgreSQL)."""
+        from psycopg import sql
+
+        recorder: Any = self.app.recorder
+        while not stop.is_set() and not self._stop.is_set():
+            try:
+                with recorder.datastore.get_connection() as conn:
+                    conn.execute(
+                        sql.SQL("LISTEN {0}").format(sql.Identifier(recorder.channel_name))
+                    )
+                    self._wake.set()  # anything committed before LISTEN took effect
+                    while not stop.is_set() and not self._stop.is_set():
+                        for _ in conn.notifies(timeout=0.2, stop_after=1):
+                            self._wake.set()
+            except Exception as exc:
+                _log.warning(
+                    "relay listener failed, reconnecting", relay=self.name, error=repr(exc)
+                )
+                stop.wait(1.0)
+
+    def close(self) -> None:
+        """Wait briefly for what is in flight (its position is recorded next run if not now)."""
+        producer, self._producer = self._producer, None
+        if producer is not None:
+            producer.flush(5)
