@@ -8,8 +8,10 @@ id). ``Requested``, ``AttemptStarted`` and ``AttemptFailed`` are internal and ma
 from __future__ import annotations
 
 from typing import Any, get_args
+from uuid import uuid5
 
 from schemas._base import EventData
+from schemas.envelope import CloudEvent
 from schemas.notifications import EmailFailed, EmailSent, FailureReason
 from services.notifier.domain import delivery_event_name
 
@@ -44,6 +46,18 @@ def to_contract(domain_event: Any) -> EventData | None:
     return None
 
 
-def subject_of(data: EventData) -> str:
-    """The CloudEvents subject and Kafka key: the cloud id."""
-    return str(getattr(data, "cloud_id"))  # noqa: B009
+def to_cloud_event(domain_event: Any) -> CloudEvent | None:
+    """The published envelope of a domain event (the relay's mapper), or None.
+
+    The event id is derived from the domain event's identity (delivery id and version), so a
+    re-publication after a relay crash carries the same id.
+    """
+    data = to_contract(domain_event)
+    if data is None:
+        return None
+    return CloudEvent.of(
+        data,
+        id=str(uuid5(domain_event.originator_id, str(domain_event.originator_version))),
+        subject=str(domain_event.cloud_id),
+        time=domain_event.timestamp,
+    )

@@ -223,7 +223,7 @@ class RetryPolicy:
             raise ValueError("jitter is a fraction in [0, 1]")
         exponent = max(0, failed_attempts - 1)
         ceiling = self.max_delay
-        if exponent < 64:
+        if exponent < 32:  # beyond, the doubling has long passed any sensible cap
             ceiling = min(self.max_delay, self.base_delay * (2**exponent))
         return ceiling / 2 + (ceiling / 2) * jitter
 

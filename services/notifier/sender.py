@@ -258,48 +258,39 @@ class Sender:
 
 @dataclass
 class SenderLoop:
-    """Runs :meth:`Sender.run_once` in a thread until stopped; :meth:`wake` runs it now."""
+    """Runs :meth:`Sender.run_once` until ``stop`` is set (a supervisor's worker);
+    :meth:`wake` starts the next pass at once (called when a delivery was accepted)."""
 
     sender: Sender
     poll_interval_s: float = 1.0
     _wake: threading.Event = field(default_factory=threading.Event)
-    _stop: threading.Event = field(default_factory=threading.Event)
-    _thread: threading.Thread | None = None
+    passes: int = 0
 
     def wake(self) -> None:
         self._wake.set()
 
-    def start(self) -> None:
-        if self._thread is not None:
-            return
-        self._stop.clear()
-        self._thread = threading.Thread(target=self.run, name="notifier-sender", daemon=True)
-        self._thread.start()
-
-    def stop(self, timeout_s: float = 30.0) -> None:
-        self._stop.set()
-        self._wake.set()
-        if self._thread is not None:
-            self._thread.join(timeout_s)
-            self._thread = None
-
-    @property
-    def running(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
-
-    def run(self) -> None:
+    def run(self, stop: threading.Event) -> None:
         failures = 0
-        while not self._stop.is_set():
+        while not stop.is_set():
             self._wake.clear()
             try:
                 self.sender.run_once()
+                self.passes += 1
                 failures = 0
             except Exception:  # the store is unreachable: wait, then try again
                 failures += 1
                 log.exception("notifier.sender_pass_failed", consecutive=failures)
-                self._stop.wait(min(30.0, 0.5 * 2**failures))
+                stop.wait(min(30.0, 0.5 * 2**failures))
                 continue
-            self._wake.wait(self._sleep_s())
+            self._wait(stop, self._sleep_s())
+
+    def _wait(self, stop: threading.Event, seconds: float) -> None:
+        deadline = time.monotonic() + seconds
+        while not stop.is_set() and not self._wake.is_set():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return
+            self._wake.wait(min(remaining, 0.1))
 
     def _sleep_s(self) -> float:
         next_due = self.sender.queue.next_due_at()
