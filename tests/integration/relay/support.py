@@ -57,7 +57,7 @@ class DeskApp(Application[UUID]):
 
 def to_cloud_event(domain_event: Any) -> CloudEvent | None:
     """Assigned -> LicenseAssigned; every other event is internal."""
-    if not isinstance(domain_event, Desk.Assigned):
+    if not isinstance(domain_event, Desk.Assigned):  # type: ignore[attr-defined]
         return None
     data = LicenseAssigned(
         cloud_id=domain_event.originator_id,
