@@ -122,12 +122,16 @@ def test_english_bodies_state_what_was_bought_the_period_the_prorated_days_and_t
         assert "SL-2026-000042" in body
         assert "Additional seats: 3 additional seats" in body
         assert "€1,234.50" in body
-        assert "1 Nov 2026" in body and "30 Nov 2026" in body
+        assert "1 Nov 2026" in body
+        assert "30 Nov 2026" in body
         assert "3 of 30 days" in body
         assert "28 Nov 2026" in body
-        assert "€370.35" in body and "€70.37" in body and "€440.72" in body
+        assert "€370.35" in body
+        assert "€70.37" in body
+        assert "€440.72" in body
         assert "Tax (19 %)" in body
-    assert "Net:" in bodies.text and "Total:" in bodies.text
+    assert "Net:" in bodies.text
+    assert "Total:" in bodies.text
 
 
 def test_german_bodies_state_what_was_bought_the_period_the_prorated_days_and_totals():
@@ -135,14 +139,18 @@ def test_german_bodies_state_what_was_bought_the_period_the_prorated_days_and_to
 
     for body in (bodies.text, bodies.html):
         assert "Guten Tag Müller GmbH" in body
-        assert "Rechnung" in body and "SL-2026-000042" in body
+        assert "Rechnung" in body
+        assert "SL-2026-000042" in body
         assert "Zusätzliche Plätze" in body
         assert "1.234,50\u00a0€" in body
         assert "01.11.2026 bis 30.11.2026" in body
         assert "3 von 30 Tagen" in body
-        assert "370,35\u00a0€" in body and "70,37\u00a0€" in body and "440,72\u00a0€" in body
+        assert "370,35\u00a0€" in body
+        assert "70,37\u00a0€" in body
+        assert "440,72\u00a0€" in body
         assert "USt. (19 %)" in body
-    assert "Netto:" in bodies.text and "Gesamt:" in bodies.text
+    assert "Netto:" in bodies.text
+    assert "Gesamt:" in bodies.text
 
 
 def test_a_renewal_for_the_whole_period_is_worded_as_a_full_period():
