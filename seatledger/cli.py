@@ -12,7 +12,11 @@ from collections.abc import Sequence
 from seatledger import __version__
 
 #: Modules that contribute sub-commands, each with ``register(subparsers)``.
-COMMAND_MODULES: tuple[str, ...] = ("seatledger.commands.infra",)
+COMMAND_MODULES: tuple[str, ...] = (
+    "seatledger.commands.infra",
+    "seatledger.commands.token",
+    "seatledger.commands.audit",
+)
 
 
 class CommandError(Exception):

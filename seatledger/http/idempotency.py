@@ -1,0 +1,276 @@
+"""The ``Idempotency-Key`` mechanism of every mutating request.
+
+- Same key and same request (method, path, body) -> the first response again, byte for byte.
+- Same key, another request -> 422 problem+json.
+- Same key while the first request is still being processed -> 409 problem+json.
+
+Keys are scoped by the authenticated subject (a key of one user never replays another user's
+response) and stored in the service's own database (:class:`IdempotencyStore`), so every node
+of a service sees them. A response of 5xx is not stored: the client may retry with the key.
+A key left "in flight" by a crashed process is taken over after ``stale_after_s``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping
+from dataclasses import dataclass
+from typing import Any
+
+import anyio
+
+from seatledger.http.sqldb import SqlDatabase
+
+HEADER = "idempotency-key"
+MUTATING_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+MAX_KEY_LENGTH = 255
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class StoredResponse:
+    status: int
+    headers: list[tuple[str, str]]
+    body: bytes
+
+
+@dataclass(frozen=True)
+class Claim:
+    """The outcome of claiming a key: ``new`` (process the request), ``replay`` (answer with
+    ``response``), ``mismatch`` (other request under this key) or ``in_flight``."""
+
+    outcome: str
+    response: StoredResponse | None = None
+
+
+class IdempotencyStore:
+    """Keys and first responses in the table ``idempotency_keys`` of the service's database."""
+
+    def __init__(self, db: SqlDatabase, *, stale_after_s: float = 60.0) -> None:
+        self.db = db
+        self.stale_after_s = stale_after_s
+        self._table = db.table("idempotency_keys")
+
+    def create_table(self) -> None:
+        self.db.execute(
+            f"CREATE TABLE IF NOT EXISTS {self._table} ("
+            " principal TEXT NOT NULL,"
+            " key TEXT NOT NULL,"
+            " fingerprint TEXT NOT NULL,"
+            " state TEXT NOT NULL,"
+            " created_at DOUBLE PRECISION NOT NULL,"
+            " status INTEGER,"
+            " headers TEXT,"
+            " body TEXT,"
+            " PRIMARY KEY (principal, key))"
+        )
+
+    def claim(self, principal: str, key: str, fingerprint: str) -> Claim:
+        now = time.time()
+        _, inserted = self.db.execute(
+            f"INSERT INTO {self._table} (principal, key, fingerprint, state, created_at)"  # noqa: S608
+            " VALUES (?, ?, ?, 'pending', ?) ON CONFLICT (principal, key) DO NOTHING",
+            (principal, key, fingerprint, now),
+        )
+        if inserted == 1:
+            return Claim("new")
+        rows, _ = self.db.execute(
+            f"SELECT fingerprint, state, created_at, status, headers, body FROM {self._table}"  # noqa: S608
+            " WHERE principal = ? AND key = ?",
+            (principal, key),
+        )
+        if not rows:  # released between the two statements: try once more
+            return self.claim(principal, key, fingerprint)
+        stored_fingerprint, state, created_at, status, headers, body = rows[0]
+        if stored_fingerprint != fingerprint:
+            return Claim("mismatch")
+        if state == "done":
+            return Claim(
+                "replay",
+                StoredResponse(
+                    int(status),
+                    [(str(k), str(v)) for k, v in json.loads(headers)],
+                    bytes.fromhex(body),
+                ),
+            )
+        if now - float(created_at) > self.stale_after_s:
+            _, taken = self.db.execute(
+                f"UPDATE {self._table} SET created_at = ? WHERE principal = ? AND key = ?"  # noqa: S608
+                " AND state = 'pending' AND created_at = ?",
+                (now, principal, key, created_at),
+            )
+            if taken == 1:
+                return Claim("new")
+        return Claim("in_flight")
+
+    def complete(self, principal: str, key: str, response: StoredResponse) -> None:
+        self.db.execute(
+            f"UPDATE {self._table} SET state = 'done', status = ?, headers = ?, body = ?"  # noqa: S608
+            " WHERE principal = ? AND key = ?",
+            (
+                response.status,
+                json.dumps(response.headers),
+                response.body.hex(),
+                principal,
+                key,
+            ),
+        )
+
+    def release(self, principal: str, key: str) -> None:
+        self.db.execute(
+            f"DELETE FROM {self._table} WHERE principal = ? AND key = ? AND state = 'pending'",  # noqa: S608
+            (principal, key),
+        )
+
+
+_REPLAYED_HEADERS = frozenset({"content-type", "location", "www-authenticate"})
+
+
+class IdempotencyMiddleware:
+    """ASGI middleware applying an :class:`IdempotencyStore` to mutating requests that carry an
+    ``Idempotency-Key`` header.
+
+    ``stores`` maps path prefixes to stores (longest prefix wins), so one app serving the
+    routers of several services keeps each service's keys in that service's database.
+    ``principal_of`` returns the verified subject of a request's ``Authorization`` header, or
+    None (the request then proceeds unchecked and is refused by its route).
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        stores: Mapping[str, IdempotencyStore],
+        principal_of: Callable[[str | None], str | None],
+        problem: Callable[[int, str, str], tuple[list[tuple[bytes, bytes]], bytes]],
+    ) -> None:
+        self.app = app
+        self.stores = sorted(stores.items(), key=lambda item: len(item[0]), reverse=True)
+        self.principal_of = principal_of
+        self.problem = problem
+
+    def _store_for(self, path: str) -> IdempotencyStore | None:
+        for prefix, store in self.stores:
+            if path.startswith(prefix):
+                return store
+        return None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] not in MUTATING_METHODS:
+            await self.app(scope, receive, send)
+            return
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        key = headers.get(HEADER)
+        store = self._store_for(scope["path"])
+        if key is None or store is None:
+            await self.app(scope, receive, send)
+            return
+        if not key or len(key) > MAX_KEY_LENGTH or not key.isprintable():
+            await self._answer(
+                send, 400, "Invalid Idempotency-Key", "the key is 1 to 255 printable characters"
+            )
+            return
+        principal = self.principal_of(headers.get("authorization"))
+        if principal is None:
+            await self.app(scope, receive, send)
+            return
+        body = await _read_body(receive)
+        digest = hashlib.sha256()
+        digest.update(scope["method"].encode())
+        digest.update(b"\0" + scope["path"].encode() + b"\0")
+        digest.update(body)
+        fingerprint = digest.hexdigest()
+        claim = await anyio.to_thread.run_sync(store.claim, principal, key, fingerprint)
+        if claim.outcome == "replay":
+            assert claim.response is not None
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": claim.response.status,
+                    "headers": [
+                        *[
+                            (k.encode("latin-1"), v.encode("latin-1"))
+                            for k, v in claim.response.headers
+                        ],
+                        (b"idempotent-replayed", b"true"),
+                    ],
+                }
+            )
+            await send({"type": "http.response.body", "body": claim.response.body})
+            return
+        if claim.outcome == "mismatch":
+            await self._answer(
+                send,
+                422,
+                "Idempotency-Key reused",
+                "this key was used for another request; use a new key for a new request",
+            )
+            return
+        if claim.outcome == "in_flight":
+            await self._answer(
+                send,
+                409,
+                "Request in progress",
+                "a request with this Idempotency-Key is still being processed; retry later",
+            )
+            return
+
+        status = 500
+        response_headers: list[tuple[str, str]] = []
+        chunks: list[bytes] = []
+        replayed = False
+
+        async def replay_receive() -> Message:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        async def capture_send(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+                for name, value in message.get("headers", []):
+                    text = name.decode("latin-1").lower()
+                    if text in _REPLAYED_HEADERS:
+                        response_headers.append((text, value.decode("latin-1")))
+            elif message["type"] == "http.response.body":
+                chunks.append(message.get("body", b""))
+            await send(message)
+
+        try:
+            await self.app(scope, replay_receive, capture_send)
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(store.release, principal, key)
+            raise
+        if status >= 500:
+            await anyio.to_thread.run_sync(store.release, principal, key)
+        else:
+            response = StoredResponse(status, response_headers, b"".join(chunks))
+            await anyio.to_thread.run_sync(store.complete, principal, key, response)
+
+    async def _answer(self, send: Send, status: int, title: str, detail: str) -> None:
+        headers, body = self.problem(status, title, detail)
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+
+async def _read_body(receive: Receive) -> bytes:
+    chunks: list[bytes] = []
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            break
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            break
+    return b"".join(chunks)

@@ -1,0 +1,94 @@
+"""A small SQL gateway beside a service's event store, for records that are not events
+(idempotency keys, quotes). It lives in the service's own database: the same PostgreSQL schema
+as the application's tables, or the same SQLite file.
+
+Statements are written with ``?`` placeholders and ``ON CONFLICT`` clauses, which both
+PostgreSQL and SQLite understand; each call runs in its own (auto-committed) transaction.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal
+
+
+class SqlDatabase:
+    """Run single statements against the database named by an ``eventsourcing`` env."""
+
+    def __init__(self, env: Mapping[str, str], *, app_name: str = "", pool_size: int = 4) -> None:
+        module = _get(env, app_name, "PERSISTENCE_MODULE")
+        self._lock = threading.Lock()
+        self._pool: Any = None
+        self._sqlite: sqlite3.Connection | None = None
+        self.dialect: Literal["postgres", "sqlite"]
+        if module == "eventsourcing.postgres":
+            from psycopg_pool import ConnectionPool
+
+            self.dialect = "postgres"
+            self.schema = _get(env, app_name, "POSTGRES_SCHEMA") or "public"
+            self._pool = ConnectionPool(
+                kwargs={
+                    "dbname": _get(env, app_name, "POSTGRES_DBNAME"),
+                    "host": _get(env, app_name, "POSTGRES_HOST"),
+                    "port": _get(env, app_name, "POSTGRES_PORT") or "5432",
+                    "user": _get(env, app_name, "POSTGRES_USER"),
+                    "password": _get(env, app_name, "POSTGRES_PASSWORD"),
+                    "connect_timeout": int(_get(env, app_name, "POSTGRES_CONNECT_TIMEOUT") or 5),
+                    "autocommit": True,
+                },
+                min_size=1,
+                max_size=pool_size,
+                open=True,
+                name=f"{app_name or 'service'}-sql",
+            )
+        elif module == "eventsourcing.sqlite":
+            self.dialect = "sqlite"
+            self.schema = ""
+            self._sqlite = sqlite3.connect(
+                _get(env, app_name, "SQLITE_DBNAME"),
+                timeout=float(_get(env, app_name, "SQLITE_LOCK_TIMEOUT") or 10),
+                isolation_level=None,
+                check_same_thread=False,
+            )
+            self._sqlite.execute("PRAGMA journal_mode=WAL")
+        else:
+            raise ValueError(f"no SQL database for persistence module {module!r}")
+
+    def table(self, name: str) -> str:
+        """The qualified name of one of the service's tables."""
+        return f'"{self.schema}"."{name}"' if self.dialect == "postgres" else f'"{name}"'
+
+    def execute(
+        self, statement: str, params: Sequence[Any] = ()
+    ) -> tuple[list[tuple[Any, ...]], int]:
+        """Run one statement; returns the rows it produced and the affected row count."""
+        if self._pool is not None:
+            with self._pool.connection() as conn:
+                cur = conn.execute(statement.replace("?", "%s"), tuple(params))
+                rows = cur.fetchall() if cur.description is not None else []
+                return rows, cur.rowcount
+        assert self._sqlite is not None
+        with self._lock:
+            cur = self._sqlite.execute(statement, tuple(params))
+            rows = cur.fetchall() if cur.description is not None else []
+            return rows, cur.rowcount
+
+    def ping(self) -> bool:
+        try:
+            self.execute("SELECT 1")
+        except Exception:
+            return False
+        return True
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.close()
+        if self._sqlite is not None:
+            self._sqlite.close()
+
+
+def _get(env: Mapping[str, str], app_name: str, key: str) -> str:
+    prefixed = f"{app_name.upper()}_{key}" if app_name else key
+    return env.get(prefixed) or env.get(key) or ""

@@ -1,0 +1,444 @@
+"""The ledger's HTTP API (the paths are the product's contract).
+
+Authorization: a cloud's owner (the token's ``sub`` equals the cloud's ``owner_id``) or the
+scopes named per route. A caller with no right to a cloud at all gets 404 (the cloud's
+existence is not revealed); a caller who may see it but not change it gets 403. Buying and
+reducing seats need a fresh password authentication (RFC 9470 step-up).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from concurrent.futures import Future
+from datetime import date, datetime
+from typing import Annotated, Any, TypeVar
+from uuid import UUID
+
+from fastapi import APIRouter, Query, Request, Response
+from fastapi.responses import JSONResponse
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+from schemas._base import DecimalString
+from seatledger.auth import (
+    SCOPE_ADMIN,
+    SCOPE_AUDIT,
+    SCOPE_LICENSES,
+    Authenticator,
+    AuthError,
+    Principal,
+)
+from seatledger.billing import BillingPeriod
+from seatledger.http import CurrentPrincipal, Problem, annotate
+from services.ledger import domain
+from services.ledger.application import (
+    CloudAlreadyExists,
+    CloudNotFound,
+    ConcurrencyConflict,
+    InvalidEffectiveDate,
+    LedgerService,
+    LedgerUnavailable,
+    OpenCloud,
+    Quote,
+    QuoteNotHonoured,
+)
+from services.ledger.contract import to_cloud_event
+from services.ledger.domain import Actor, Cloud, ContractTerms
+
+T = TypeVar("T")
+
+_STATUS: dict[type[Exception], tuple[int, str]] = {
+    CloudNotFound: (404, "Cloud not found"),
+    domain.LicenseNotHeld: (404, "License not found"),
+    domain.InvalidContract: (422, "Invalid contract"),
+    domain.InvalidBillingEmail: (422, "Invalid billing e-mail"),
+    domain.UnlicensedRightsGroup: (422, "Rights group needs no license"),
+    domain.UnknownRightsGroup: (422, "Unknown rights group"),
+    domain.ChargeDateOutsidePeriod: (422, "Charge date outside the period"),
+    InvalidEffectiveDate: (422, "Invalid effective date"),
+    domain.SeatsMustGrow: (409, "Seats must grow"),
+    domain.NoFreeSeat: (409, "No free seat"),
+    domain.LicenseAlreadyHeld: (409, "License already held"),
+    domain.InvalidSeatReduction: (409, "Invalid seat reduction"),
+    QuoteNotHonoured: (409, "Quote not honoured"),
+    CloudAlreadyExists: (409, "Cloud already exists"),
+    ConcurrencyConflict: (409, "Concurrent modification"),
+    LedgerUnavailable: (503, "Ledger unavailable"),
+}
+
+
+def _problem(exc: domain.LedgerError) -> Problem:
+    for cls in type(exc).__mro__:
+        if cls in _STATUS:
+            status, title = _STATUS[cls]
+            return Problem(status, title, str(exc), code=type(exc).__name__)
+    return Problem(409, "Refused", str(exc), code=type(exc).__name__)
+
+
+async def _await(future: Future[T]) -> T:
+    try:
+        return await asyncio.wrap_future(future)
+    except domain.LedgerError as exc:
+        raise _problem(exc) from exc
+
+
+def _wait(service: LedgerService, future: Future[T]) -> T:
+    try:
+        return service.wait(future)
+    except domain.LedgerError as exc:
+        raise _problem(exc) from exc
+
+
+# --------------------------------------------------------------------------------------------
+# Request bodies.
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class OpenCloudBody(_Body):
+    cloud_id: UUID | None = None
+    name: str = Field(min_length=1, max_length=200)
+    owner_id: str = Field(min_length=1, max_length=200)
+    billing_email: str = Field(min_length=3, max_length=254)
+    currency: str = Field(pattern=r"^[A-Z]{3}$")
+    seat_price: DecimalString
+    billing_period: BillingPeriod
+    term_start: date
+    time_zone: str = "Europe/Berlin"
+    tax_rate: DecimalString
+    locale: str = Field(pattern=r"^(de|en)$")
+    seats: int = Field(ge=1, le=1_000_000, strict=True)
+
+
+class SeatsBody(_Body):
+    seats: int = Field(ge=1, le=1_000_000, strict=True)
+
+
+class QuoteBody(SeatsBody):
+    effective_date: date | None = None
+
+
+class PurchaseBody(SeatsBody):
+    quote_id: UUID | None = None
+
+
+class LicenseBody(_Body):
+    user_id: str = Field(min_length=1, max_length=200)
+    rights_group: str = Field(min_length=1, max_length=100)
+
+
+class BillingEmailBody(_Body):
+    billing_email: str = Field(min_length=3, max_length=254)
+
+
+# --------------------------------------------------------------------------------------------
+# Views.
+
+
+def _period(cloud: Cloud) -> dict[str, Any]:
+    period = cloud.current_period
+    return {
+        "index": cloud.period_index,
+        "start": period.start.isoformat(),
+        "end": period.end.isoformat(),
+    }
+
+
+def cloud_view(cloud: Cloud, *, as_of: datetime | None = None) -> dict[str, Any]:
+    terms = cloud.terms
+    reduction = None
+    if cloud.scheduled_reduction is not None:
+        reduction = {
+            "seats": cloud.scheduled_reduction,
+            "effective_date": cloud.current_period.end.isoformat(),
+        }
+    view: dict[str, Any] = {
+        "cloud_id": str(cloud.id),
+        "name": terms.name,
+        "owner_id": terms.owner_id,
+        "billing_email": terms.billing_email,
+        "currency": terms.currency,
+        "seat_price": format(terms.seat_price, "f"),
+        "billing_period": terms.billing_period,
+        "term_start": terms.term_start.isoformat(),
+        "time_zone": terms.time_zone,
+        "tax_rate": format(terms.tax_rate, "f"),
+        "locale": terms.locale,
+        "licensed_rights_groups": list(cloud.licensed_rights_groups),
+        "seats": cloud.seats,
+        "licenses_assigned": cloud.licenses_assigned,
+        "licenses_free": cloud.licenses_free,
+        "licenses": [
+            {"user_id": user, "rights_group": group}
+            for user, group in sorted(cloud.licenses.items())
+        ],
+        "current_period": _period(cloud),
+        "scheduled_reduction": reduction,
+        "version": cloud.version,
+    }
+    if as_of is not None:
+        view["as_of"] = as_of.isoformat()
+    return view
+
+
+def quote_view(quote: Quote) -> dict[str, Any]:
+    return {
+        "quote_id": str(quote.quote_id),
+        "cloud_id": str(quote.cloud_id),
+        "seats": quote.seats,
+        "seats_before": quote.seats_before,
+        "seats_added": quote.seats_added,
+        "charge_date": quote.charge_date.isoformat(),
+        "period_start": quote.period_start.isoformat(),
+        "period_end": quote.period_end.isoformat(),
+        "days_remaining": quote.remaining_days,
+        "days_in_period": quote.period_days,
+        "net": format(quote.net, "f"),
+        "tax": format(quote.tax, "f"),
+        "gross": format(quote.gross, "f"),
+        "currency": quote.currency,
+        "expires_at": quote.expires_at.isoformat(),
+    }
+
+
+# --------------------------------------------------------------------------------------------
+# Authorization.
+
+
+def actor_of(principal: Principal) -> Actor:
+    return Actor("user", principal.subject)
+
+
+def authorize(principal: Principal, cloud: Cloud, *, owner: bool, scopes: tuple[str, ...]) -> None:
+    """Allow the owner (if ``owner``) or a holder of one of ``scopes``; else 403 for a caller
+    with some billing scope, 404 for anyone else."""
+    if owner and principal.subject == cloud.terms.owner_id:
+        return
+    if scopes and principal.has_scope(*scopes):
+        return
+    if principal.has_scope(SCOPE_ADMIN, SCOPE_AUDIT, SCOPE_LICENSES):
+        raise AuthError("this action is not allowed for this token", status=403, error="forbidden")
+    raise CloudNotFound(f"no cloud {cloud.id}")
+
+
+def guarded(
+    principal: Principal, *, owner: bool, scopes: tuple[str, ...]
+) -> Callable[[Cloud], None]:
+    def check(cloud: Cloud) -> None:
+        authorize(principal, cloud, owner=owner, scopes=scopes)
+
+    return check
+
+
+# --------------------------------------------------------------------------------------------
+# The router.
+
+
+def build_router(service: LedgerService, authenticator: Authenticator) -> APIRouter:
+    router = APIRouter(prefix="/v1", tags=["ledger"])
+
+    def precheck(
+        principal: Principal, cloud_id: UUID, *, owner: bool, scopes: tuple[str, ...]
+    ) -> Cloud:
+        try:
+            cloud = service.get(cloud_id)
+            authorize(principal, cloud, owner=owner, scopes=scopes)
+        except domain.LedgerError as exc:
+            raise _problem(exc) from exc
+        return cloud
+
+    @router.post("/clouds", status_code=201, summary="Open a cloud's contract")
+    async def open_cloud(
+        body: OpenCloudBody, principal: CurrentPrincipal, request: Request
+    ) -> JSONResponse:
+        if not principal.has_scope(SCOPE_ADMIN):
+            raise AuthError("opening a cloud needs the scope billing:admin", status=403)
+        terms = ContractTerms(
+            name=body.name,
+            owner_id=body.owner_id,
+            billing_email=body.billing_email,
+            currency=body.currency,
+            seat_price=body.seat_price,
+            billing_period=body.billing_period.value,
+            term_start=body.term_start,
+            time_zone=body.time_zone,
+            tax_rate=body.tax_rate,
+            locale=body.locale,
+        )
+        try:
+            terms.validate()
+        except domain.LedgerError as exc:
+            raise _problem(exc) from exc
+        groups = service.licensed_rights_groups
+        cloud, created = await _await(
+            service.submit_open(
+                OpenCloud(body.cloud_id, terms, body.seats, groups), actor_of(principal)
+            )
+        )
+        annotate(request, cloud_id=str(cloud.id))
+        return JSONResponse(
+            cloud_view(cloud),
+            status_code=201 if created else 200,
+            headers={"Location": f"/v1/clouds/{cloud.id}"},
+        )
+
+    @router.get("/clouds/{cloud_id}", summary="A cloud's seats, licenses and period")
+    def get_cloud(
+        cloud_id: UUID,
+        principal: CurrentPrincipal,
+        as_of: Annotated[
+            AwareDatetime | None,
+            Query(description="RFC 3339 instant: the state as it was then"),
+        ] = None,
+    ) -> dict[str, Any]:
+        current = precheck(principal, cloud_id, owner=True, scopes=(SCOPE_ADMIN, SCOPE_AUDIT))
+        if as_of is None:
+            return cloud_view(current)
+        try:
+            past = service.get(cloud_id, as_of)
+        except domain.LedgerError as exc:
+            raise _problem(exc) from exc
+        return cloud_view(past, as_of=as_of)
+
+    @router.get("/owners/{owner_id}/clouds", summary="The overview of an owner's clouds")
+    def owner_clouds(owner_id: str, principal: CurrentPrincipal) -> dict[str, Any]:
+        if principal.subject != owner_id and not principal.has_scope(SCOPE_ADMIN, SCOPE_AUDIT):
+            raise AuthError("only the owner sees this overview", status=403, error="forbidden")
+        clouds = [
+            {
+                "cloud_id": str(c.id),
+                "name": c.terms.name,
+                "seats": c.seats,
+                "licenses_assigned": c.licenses_assigned,
+                "licenses_free": c.licenses_free,
+                "current_period": _period(c),
+                "scheduled_reduction": c.scheduled_reduction,
+            }
+            for c in service.clouds_of(owner_id)
+        ]
+        return {"owner_id": owner_id, "clouds": clouds}
+
+    @router.post(
+        "/clouds/{cloud_id}/seat-quotes", summary="Price a seat purchase (records nothing)"
+    )
+    def quote(cloud_id: UUID, body: QuoteBody, principal: CurrentPrincipal) -> dict[str, Any]:
+        precheck(principal, cloud_id, owner=True, scopes=())
+        try:
+            offer = service.quote(cloud_id, body.seats, body.effective_date)
+        except domain.LedgerError as exc:
+            raise _problem(exc) from exc
+        return quote_view(offer)
+
+    @router.post("/clouds/{cloud_id}/seat-purchases", status_code=201, summary="Buy seats")
+    def purchase(cloud_id: UUID, body: PurchaseBody, principal: CurrentPrincipal) -> dict[str, Any]:
+        precheck(principal, cloud_id, owner=True, scopes=())
+        authenticator.require_step_up(principal)
+        check = guarded(principal, owner=True, scopes=())
+        cloud, event = _wait(
+            service,
+            service.submit_purchase(
+                cloud_id, body.seats, actor_of(principal), body.quote_id, authorize=check
+            ),
+        )
+        view = cloud_view(cloud)
+        view["purchase"] = {
+            "seats_before": event.seats_before,
+            "seats_after": event.seats_after,
+            "seats_added": event.seats_after - event.seats_before,
+            "charge_date": event.charge_date.isoformat(),
+            "period_start": event.period_start.isoformat(),
+            "period_end": event.period_end.isoformat(),
+            "net": format(event.net, "f"),
+            "currency": cloud.terms.currency,
+            "quote_id": str(event.quote.quote_id) if event.quote is not None else None,
+        }
+        return view
+
+    @router.post("/clouds/{cloud_id}/seat-reductions", status_code=201, summary="Reduce seats")
+    def reduce(cloud_id: UUID, body: SeatsBody, principal: CurrentPrincipal) -> dict[str, Any]:
+        precheck(principal, cloud_id, owner=True, scopes=())
+        authenticator.require_step_up(principal)
+        cloud = _wait(
+            service,
+            service.submit_reduction(
+                cloud_id,
+                body.seats,
+                actor_of(principal),
+                authorize=guarded(principal, owner=True, scopes=()),
+            ),
+        )
+        return cloud_view(cloud)
+
+    @router.post("/clouds/{cloud_id}/licenses", status_code=201, summary="Assign a license")
+    async def assign(
+        cloud_id: UUID, body: LicenseBody, principal: CurrentPrincipal
+    ) -> dict[str, Any]:
+        cloud = await _await(
+            service.submit_assign(
+                cloud_id,
+                body.user_id,
+                body.rights_group,
+                actor_of(principal),
+                authorize=guarded(principal, owner=True, scopes=(SCOPE_LICENSES,)),
+            )
+        )
+        return {
+            "cloud_id": str(cloud.id),
+            "user_id": body.user_id,
+            "rights_group": body.rights_group,
+            "seats": cloud.seats,
+            "licenses_assigned": cloud.licenses_assigned,
+            "licenses_free": cloud.licenses_free,
+            "version": cloud.version,
+        }
+
+    @router.delete(
+        "/clouds/{cloud_id}/licenses/{user_id}", status_code=204, summary="Release a license"
+    )
+    async def release(cloud_id: UUID, user_id: str, principal: CurrentPrincipal) -> Response:
+        await _await(
+            service.submit_release(
+                cloud_id,
+                user_id,
+                actor_of(principal),
+                authorize=guarded(principal, owner=True, scopes=(SCOPE_LICENSES,)),
+            )
+        )
+        return Response(status_code=204)
+
+    @router.put("/clouds/{cloud_id}/billing-email", summary="Change the billing e-mail")
+    async def billing_email(
+        cloud_id: UUID, body: BillingEmailBody, principal: CurrentPrincipal
+    ) -> dict[str, Any]:
+        cloud = await _await(
+            service.submit_billing_email(
+                cloud_id,
+                body.billing_email,
+                actor_of(principal),
+                authorize=guarded(principal, owner=True, scopes=()),
+            )
+        )
+        return cloud_view(cloud)
+
+    @router.get("/clouds/{cloud_id}/events", summary="A cloud's full history")
+    def events(cloud_id: UUID, principal: CurrentPrincipal) -> dict[str, Any]:
+        precheck(principal, cloud_id, owner=False, scopes=(SCOPE_AUDIT, SCOPE_ADMIN))
+        history = []
+        for stored in service.history(cloud_id):
+            published = to_cloud_event(stored)
+            if published is None:
+                continue
+            history.append(
+                {
+                    "version": stored.originator_version,
+                    "id": published.id,
+                    "type": published.type,
+                    "time": stored.timestamp.isoformat(),
+                    "data": published.data,
+                }
+            )
+        return {"cloud_id": str(cloud_id), "events": history}
+
+    return router

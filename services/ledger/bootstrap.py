@@ -1,0 +1,168 @@
+"""The ledger's composition root: every adapter is built here, from settings, or passed in.
+
+``build_ledger(settings, registry, clock=...)`` returns a :class:`LedgerComponents` with the
+application, its router(s), the renewal scheduler, the idempotency store and readiness checks,
+so that ``seatledger serve`` (ledger and invoicer in one app) and ``seatledger run ledger``
+can compose it; :func:`create_ledger_app` and :func:`serve_ledger` are the small standalone
+forms.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from fastapi import APIRouter, FastAPI
+from prometheus_client import CollectorRegistry
+
+from seatledger.auth import Authenticator
+from seatledger.config import Settings
+from seatledger.http import IdempotencyStore, ReadinessCheck, SqlDatabase, create_app
+from seatledger.persistence import application_env, ensure_postgres_schema
+from services.ledger.api import build_router
+from services.ledger.application import (
+    APP_NAME,
+    Clock,
+    CloudIndex,
+    GroupCommitter,
+    Ledger,
+    LedgerService,
+    QuoteStore,
+)
+from services.ledger.metrics import PrometheusLedgerObserver
+from services.ledger.scheduler import RenewalScheduler
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class LedgerComponents:
+    app: Ledger
+    service: LedgerService
+    committer: GroupCommitter
+    scheduler: RenewalScheduler
+    routers: list[APIRouter]
+    idempotency: IdempotencyStore
+    authenticator: Authenticator
+    readiness_checks: dict[str, ReadinessCheck]
+    #: Path prefix -> idempotency store, for ``create_app(idempotency_stores=...)``.
+    idempotency_stores: dict[str, IdempotencyStore] = field(default_factory=dict)
+    _closers: list[Callable[[], None]] = field(default_factory=list)
+
+    def start(self, *, scheduler: bool = True) -> None:
+        self.committer.start()
+        if scheduler:
+            self.scheduler.start()
+
+    def close(self) -> None:
+        self.scheduler.stop()
+        self.committer.stop()
+        for closer in self._closers:
+            closer()
+        self._closers.clear()
+
+
+def build_ledger(
+    settings: Settings,
+    registry: CollectorRegistry,
+    *,
+    clock: Clock = utc_now,
+    authenticator: Authenticator | None = None,
+    scheduler_interval_s: float = 30.0,
+    max_attempts: int = 8,
+    env_overrides: dict[str, str] | None = None,
+) -> LedgerComponents:
+    """Wire the ledger. Nothing runs until :meth:`LedgerComponents.start` (or the first
+    command, which starts the group committer)."""
+    env = application_env(settings.database_url, APP_NAME, settings.data_dir, pool_size=8)
+    env.setdefault("AGGREGATE_CACHE_MAXSIZE", "10000")
+    env.update(env_overrides or {})
+    ensure_postgres_schema(env)
+    app = Ledger(env=env)
+    db = SqlDatabase(env)
+    idempotency = IdempotencyStore(db)
+    idempotency.create_table()
+    quotes = QuoteStore(db)
+    quotes.create_table()
+    observer = PrometheusLedgerObserver(registry)
+    committer = GroupCommitter(app, clock=clock, observer=observer, max_attempts=max_attempts)
+    service = LedgerService(
+        app,
+        committer,
+        quotes,
+        CloudIndex(app),
+        clock=clock,
+        quote_ttl_s=settings.quote_ttl_s,
+        licensed_rights_groups=settings.licensed_rights_groups,
+    )
+    auth = authenticator or Authenticator(settings)
+    scheduler = RenewalScheduler(service, interval_s=scheduler_interval_s)
+
+    def store_reachable() -> bool:
+        try:
+            app.recorder.max_notification_id()
+        except Exception:
+            return False
+        return db.ping()
+
+    def close_app() -> None:
+        db.close()
+        app.close() if hasattr(app, "close") else None
+
+    return LedgerComponents(
+        app=app,
+        service=service,
+        committer=committer,
+        scheduler=scheduler,
+        routers=[build_router(service, auth)],
+        idempotency=idempotency,
+        authenticator=auth,
+        readiness_checks={"ledger_store": store_reachable},
+        idempotency_stores={"/v1/clouds": idempotency},
+        _closers=[close_app],
+    )
+
+
+def create_ledger_app(
+    components: LedgerComponents, registry: CollectorRegistry, **kwargs: Any
+) -> FastAPI:
+    """A FastAPI app serving the ledger alone."""
+    return create_app(
+        title="seatledger ledger",
+        routers=components.routers,
+        registry=registry,
+        authenticator=components.authenticator,
+        readiness_checks=components.readiness_checks,
+        idempotency_stores=components.idempotency_stores,
+        service="ledger",
+        on_shutdown=[components.close],
+        **kwargs,
+    )
+
+
+def serve_ledger(settings: Settings, *, scheduler: bool = True) -> None:
+    """Run the ledger's HTTP API (and its renewal scheduler) until interrupted."""
+    import uvicorn
+
+    from seatledger.logging import configure_logging
+    from seatledger.metrics import new_registry
+
+    configure_logging(settings.log_level, settings.log_format)
+    registry = new_registry("ledger")
+    components = build_ledger(settings, registry)
+    components.start(scheduler=scheduler)
+    app = create_ledger_app(components, registry)
+    try:
+        uvicorn.run(
+            app,
+            host=settings.http_host,
+            port=settings.http_port,
+            log_level="warning",
+            access_log=False,
+        )
+    finally:
+        components.close()

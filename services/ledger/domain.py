@@ -1,0 +1,467 @@
+"""The ledger's domain model: one ``Cloud`` aggregate per customer cloud.
+
+Every change to a cloud's contract, seats and named licenses is an event of its ``Cloud``. A
+public command method checks the invariants first and raises a specific :class:`LedgerError`
+when one would break; only then does it trigger the event, whose ``apply`` changes the state.
+So a refused command leaves the aggregate untouched and records nothing.
+
+Instants come from the caller (the application's injected clock) and become the events'
+timestamps; dates that decide a charge are local dates in the contract's time zone. Money and
+period arithmetic is delegated to :mod:`seatledger.billing`. Nothing here does I/O.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, replace
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+from uuid import UUID
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from eventsourcing.domain import Aggregate
+
+from seatledger.billing import (
+    BillingPeriod,
+    Period,
+    Proration,
+    UnknownCurrencyError,
+    local_date,
+    minor_units,
+    period_at,
+    period_index_containing,
+    prorate,
+)
+
+UNLICENSED_RIGHTS_GROUPS = frozenset({"guest"})
+DEFAULT_LICENSED_RIGHTS_GROUPS = ("admin", "employee")
+LOCALES = ("de", "en")
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+
+
+# --------------------------------------------------------------------------------------------
+# Errors: one class per broken rule, so callers can answer each precisely.
+
+
+class LedgerError(Exception):
+    """A command that would break a rule of the ledger; nothing was recorded."""
+
+
+class InvalidContract(LedgerError):
+    """The terms of a contract are not acceptable (currency, zone, price, ...)."""
+
+
+class SeatsMustGrow(LedgerError):
+    """A purchase must raise the seat count: the new total must exceed the current one."""
+
+
+class NoFreeSeat(LedgerError):
+    """Every seat is taken: licenses assigned never exceed seats."""
+
+
+class LicenseAlreadyHeld(LedgerError):
+    """A user holds at most one license per cloud."""
+
+
+class LicenseNotHeld(LedgerError):
+    """The user holds no license on this cloud."""
+
+
+class UnlicensedRightsGroup(LedgerError):
+    """The rights group needs no license (e.g. ``guest``)."""
+
+
+class UnknownRightsGroup(LedgerError):
+    """The rights group is not one of the cloud's licensed groups."""
+
+
+class InvalidSeatReduction(LedgerError):
+    """A reduction names a total below the current seats and at least one."""
+
+
+class ChargeDateOutsidePeriod(LedgerError):
+    """A charge date must lie within the cloud's current billing period."""
+
+
+class InvalidBillingEmail(LedgerError):
+    """The billing e-mail address is not an address."""
+
+
+# --------------------------------------------------------------------------------------------
+# Value objects (stored inside events; the application registers their transcodings).
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who caused an event: a user, a service (a token without a user), or the system."""
+
+    kind: str
+    id: str
+
+    @classmethod
+    def system(cls) -> Actor:
+        return cls("system", "seatledger")
+
+
+@dataclass(frozen=True)
+class ContractTerms:
+    """A cloud's billing terms."""
+
+    name: str
+    owner_id: str
+    billing_email: str
+    currency: str
+    seat_price: Decimal
+    billing_period: str
+    term_start: date
+    time_zone: str
+    tax_rate: Decimal
+    locale: str
+
+    @property
+    def period_kind(self) -> BillingPeriod:
+        return BillingPeriod(self.billing_period)
+
+    def validate(self) -> None:
+        if not self.name.strip():
+            raise InvalidContract("the customer name is empty")
+        if not self.owner_id.strip():
+            raise InvalidContract("the owner id is empty")
+        try:
+            minor_units(self.currency)
+        except UnknownCurrencyError as exc:
+            raise InvalidContract(str(exc)) from exc
+        if not self.seat_price.is_finite() or self.seat_price < 0:
+            raise InvalidContract("the seat price is a non-negative decimal")
+        if self.seat_price != self.seat_price.quantize(Decimal(1).scaleb(-8)):
+            raise InvalidContract("the seat price has more than 8 decimal places")
+        if self.billing_period not in {p.value for p in BillingPeriod}:
+            raise InvalidContract("the billing period is 'monthly' or 'annual'")
+        try:
+            ZoneInfo(self.time_zone)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise InvalidContract(f"{self.time_zone!r} is not an IANA time zone") from exc
+        if not self.tax_rate.is_finite() or not Decimal(0) <= self.tax_rate <= Decimal(100):
+            raise InvalidContract("the tax rate is a percentage between 0 and 100")
+        if self.locale not in LOCALES:
+            raise InvalidContract(f"the locale is one of {', '.join(LOCALES)}")
+        _check_email(self.billing_email)
+
+
+@dataclass(frozen=True)
+class HonouredQuote:
+    """The quote a purchase was made with: it pins the charge date and the net amount."""
+
+    quote_id: UUID
+    charge_date: date
+    net: Decimal
+
+
+def _check_email(address: str) -> None:
+    if len(address) > 254 or not _EMAIL.match(address):
+        raise InvalidBillingEmail("the billing e-mail is not an e-mail address")
+
+
+# --------------------------------------------------------------------------------------------
+# The aggregate.
+
+
+class Cloud(Aggregate):
+    """One customer cloud: its contract, seats, named licenses and billing periods."""
+
+    class ContractOpened(Aggregate.Created):
+        terms: ContractTerms
+        seats: int
+        licensed_rights_groups: tuple[str, ...]
+        first_period_index: int
+        actor: Actor
+
+    class SeatsIncreased(Aggregate.Event):
+        seats_before: int
+        seats_after: int
+        charge_date: date
+        period_start: date
+        period_end: date
+        net: Decimal
+        terms: ContractTerms
+        quote: HonouredQuote | None
+        actor: Actor
+
+        def apply(self, aggregate: Any) -> None:
+            aggregate.seats = self.seats_after
+
+    class LicenseAssigned(Aggregate.Event):
+        user_id: str
+        rights_group: str
+        licenses_assigned: int
+        seats: int
+        actor: Actor
+
+        def apply(self, aggregate: Any) -> None:
+            aggregate.licenses = {**aggregate.licenses, self.user_id: self.rights_group}
+
+    class LicenseReleased(Aggregate.Event):
+        user_id: str
+        previous_rights_group: str
+        licenses_assigned: int
+        seats: int
+        actor: Actor
+
+        def apply(self, aggregate: Any) -> None:
+            licenses = dict(aggregate.licenses)
+            del licenses[self.user_id]
+            aggregate.licenses = licenses
+
+    class PeriodRenewed(Aggregate.Event):
+        period_index: int
+        period_start: date
+        period_end: date
+        seats_before: int
+        seats: int
+        requested_seats: int | None
+        reduction_applied: bool
+        licenses_assigned: int
+        terms: ContractTerms
+        actor: Actor
+
+        def apply(self, aggregate: Any) -> None:
+            aggregate.period_index = self.period_index
+            aggregate.seats = self.seats
+            aggregate.scheduled_reduction = None
+
+    class SeatReductionScheduled(Aggregate.Event):
+        seats: int
+        seats_current: int
+        effective_date: date
+        actor: Actor
+
+        def apply(self, aggregate: Any) -> None:
+            aggregate.scheduled_reduction = self.seats
+
+    class BillingEmailChanged(Aggregate.Event):
+        billing_email: str
+        actor: Actor
+
+        def apply(self, aggregate: Any) -> None:
+            aggregate.terms = replace(aggregate.terms, billing_email=self.billing_email)
+
+    def __init__(
+        self,
+        terms: ContractTerms,
+        seats: int,
+        licensed_rights_groups: tuple[str, ...],
+        first_period_index: int,
+        actor: Actor,
+    ) -> None:
+        self.terms = terms
+        self.seats = seats
+        self.licensed_rights_groups = tuple(licensed_rights_groups)
+        self.first_period_index = first_period_index
+        self.period_index = first_period_index
+        self.licenses: dict[str, str] = {}
+        self.scheduled_reduction: int | None = None
+
+    # ---- commands -----------------------------------------------------------------------
+
+    @classmethod
+    def open(
+        cls,
+        *,
+        cloud_id: UUID,
+        terms: ContractTerms,
+        seats: int,
+        licensed_rights_groups: tuple[str, ...] = DEFAULT_LICENSED_RIGHTS_GROUPS,
+        actor: Actor,
+        at: datetime,
+    ) -> Cloud:
+        """Open a cloud's contract. Its first period is the one containing the local date of
+        opening (a migrated customer's term may have started long ago), or the term's first
+        period when the term starts in the future."""
+        terms.validate()
+        if seats < 1:
+            raise InvalidContract("a contract starts with at least one seat")
+        groups = tuple(dict.fromkeys(g.strip() for g in licensed_rights_groups if g.strip()))
+        if not groups:
+            raise InvalidContract("at least one rights group needs a license")
+        if UNLICENSED_RIGHTS_GROUPS.intersection(groups):
+            raise InvalidContract("the guest group needs no license")
+        today = local_date(at, terms.time_zone)
+        first = (
+            0
+            if today < terms.term_start
+            else period_index_containing(terms.term_start, terms.period_kind, today)
+        )
+        return cls._create(
+            cls.ContractOpened,
+            id=cloud_id,
+            timestamp=at,
+            terms=terms,
+            seats=seats,
+            licensed_rights_groups=groups,
+            first_period_index=first,
+            actor=actor,
+        )
+
+    def renew_due(self, *, at: datetime, actor: Actor | None = None) -> int:
+        """Record ``PeriodRenewed`` for every period that began on or before the local date of
+        ``at`` and is not renewed yet (catching up missed periods). Returns how many."""
+        today = self.local_today(at)
+        renewed = 0
+        while self.current_period.end <= today:
+            self._renew(at=at, actor=actor or Actor.system())
+            renewed += 1
+        return renewed
+
+    def _renew(self, *, at: datetime, actor: Actor) -> None:
+        index = self.period_index + 1
+        period = period_at(self.terms.term_start, self.terms.period_kind, index)
+        assigned = len(self.licenses)
+        requested = self.scheduled_reduction
+        seats = self.seats
+        if requested is not None and requested < self.seats:
+            seats = max(requested, assigned, 1)
+        self.trigger_event(
+            self.PeriodRenewed,
+            timestamp=at,
+            period_index=index,
+            period_start=period.start,
+            period_end=period.end,
+            seats_before=self.seats,
+            seats=seats,
+            requested_seats=requested,
+            reduction_applied=seats < self.seats,
+            licenses_assigned=assigned,
+            terms=self.terms,
+            actor=actor,
+        )
+
+    def quote(self, *, seats: int, charge_date: date) -> Proration:
+        """The prorated net of raising the seat count to ``seats`` on ``charge_date``."""
+        if seats <= self.seats:
+            raise SeatsMustGrow(f"the new total {seats} must exceed the current {self.seats} seats")
+        period = self.current_period
+        if charge_date not in period:
+            raise ChargeDateOutsidePeriod(
+                f"{charge_date.isoformat()} is not within the current period "
+                f"{period.start.isoformat()} to {period.end.isoformat()}"
+            )
+        return prorate(
+            seats - self.seats, self.terms.seat_price, period, charge_date, self.terms.currency
+        )
+
+    def charge_date_at(self, at: datetime) -> date:
+        """The charge date of a purchase confirmed at ``at``: its local date, or the first day
+        of the term when the term has not started yet."""
+        return max(self.local_today(at), self.current_period.start)
+
+    def increase_seats(
+        self,
+        *,
+        seats: int,
+        actor: Actor,
+        at: datetime,
+        quote: HonouredQuote | None = None,
+    ) -> None:
+        """Buy seats: raise the total to ``seats``. With a quote, its pinned charge date and
+        net are honoured (the caller has checked that the quote is valid)."""
+        charge_date = quote.charge_date if quote is not None else self.charge_date_at(at)
+        proration = self.quote(seats=seats, charge_date=charge_date)
+        period = self.current_period
+        self.trigger_event(
+            self.SeatsIncreased,
+            timestamp=at,
+            seats_before=self.seats,
+            seats_after=seats,
+            charge_date=charge_date,
+            period_start=period.start,
+            period_end=period.end,
+            net=quote.net if quote is not None else proration.net,
+            terms=self.terms,
+            quote=quote,
+            actor=actor,
+        )
+
+    def schedule_reduction(self, *, seats: int, actor: Actor, at: datetime) -> None:
+        """Reduce the seats from the next period start on (never below the licenses assigned
+        then: the renewal records both the requested and the applied count)."""
+        if seats < 1:
+            raise InvalidSeatReduction("a cloud keeps at least one seat")
+        if seats >= self.seats:
+            raise InvalidSeatReduction(
+                f"a reduction names a total below the current {self.seats} seats"
+            )
+        self.trigger_event(
+            self.SeatReductionScheduled,
+            timestamp=at,
+            seats=seats,
+            seats_current=self.seats,
+            effective_date=self.current_period.end,
+            actor=actor,
+        )
+
+    def assign_license(
+        self, *, user_id: str, rights_group: str, actor: Actor, at: datetime
+    ) -> None:
+        if not user_id.strip():
+            raise LicenseNotHeld("the user id is empty")
+        if rights_group in UNLICENSED_RIGHTS_GROUPS:
+            raise UnlicensedRightsGroup(f"the rights group {rights_group!r} needs no license")
+        if rights_group not in self.licensed_rights_groups:
+            raise UnknownRightsGroup(
+                f"{rights_group!r} is not a licensed rights group of this cloud "
+                f"({', '.join(self.licensed_rights_groups)})"
+            )
+        if user_id in self.licenses:
+            raise LicenseAlreadyHeld("the user already holds a license on this cloud")
+        if len(self.licenses) >= self.seats:
+            raise NoFreeSeat(f"all {self.seats} seats hold a license")
+        self.trigger_event(
+            self.LicenseAssigned,
+            timestamp=at,
+            user_id=user_id,
+            rights_group=rights_group,
+            licenses_assigned=len(self.licenses) + 1,
+            seats=self.seats,
+            actor=actor,
+        )
+
+    def release_license(self, *, user_id: str, actor: Actor, at: datetime) -> None:
+        if user_id not in self.licenses:
+            raise LicenseNotHeld("the user holds no license on this cloud")
+        self.trigger_event(
+            self.LicenseReleased,
+            timestamp=at,
+            user_id=user_id,
+            previous_rights_group=self.licenses[user_id],
+            licenses_assigned=len(self.licenses) - 1,
+            seats=self.seats,
+            actor=actor,
+        )
+
+    def change_billing_email(self, *, billing_email: str, actor: Actor, at: datetime) -> bool:
+        """Record the new address; returns False (recording nothing) when it is unchanged."""
+        _check_email(billing_email)
+        if billing_email == self.terms.billing_email:
+            return False
+        self.trigger_event(
+            self.BillingEmailChanged, timestamp=at, billing_email=billing_email, actor=actor
+        )
+        return True
+
+    # ---- queries ------------------------------------------------------------------------
+
+    def local_today(self, at: datetime) -> date:
+        return local_date(at, self.terms.time_zone)
+
+    @property
+    def current_period(self) -> Period:
+        return period_at(self.terms.term_start, self.terms.period_kind, self.period_index)
+
+    @property
+    def licenses_assigned(self) -> int:
+        return len(self.licenses)
+
+    @property
+    def licenses_free(self) -> int:
+        return self.seats - len(self.licenses)
