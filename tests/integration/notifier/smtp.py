@@ -35,7 +35,7 @@ class RecordingHandler:
     rcpt_attempts: list[str] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
-    async def handle_RCPT(self, server, session, envelope, address, rcpt_options) -> str:  # noqa: N802
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options) -> str:
         with self.lock:
             self.rcpt_attempts.append(address)
             scripted = self.rcpt_replies.get(address)
@@ -46,7 +46,7 @@ class RecordingHandler:
         envelope.rcpt_tos.append(address)
         return "250 OK"
 
-    async def handle_DATA(self, server, session, envelope) -> str:  # noqa: N802
+    async def handle_DATA(self, server, session, envelope) -> str:
         parsed = message_from_bytes(envelope.content, policy=default_policy)
         with self.lock:
             self.received.append(
