@@ -82,6 +82,13 @@ def canonical_id(value: Any) -> str:
         return text
 
 
+def _bytes(value: Any) -> bytes:
+    """A state column as bytes (a row written behind the application's back may hold text)."""
+    if isinstance(value, str):
+        return value.encode("utf-8")
+    return bytes(value) if value is not None else b""
+
+
 class EventStore(Protocol):
     """What the audit tools need from one application's store."""
 
@@ -239,7 +246,7 @@ class PostgresEventStore:
         else:
             rows = self._stream(self._sql(query, t=self.events_table), params, batch)
         for nid, oid, version, topic, state in rows:
-            yield StoredRow(int(nid), canonical_id(oid), int(version), topic, bytes(state))
+            yield StoredRow(int(nid), canonical_id(oid), int(version), topic, _bytes(state))
 
     def events_of(self, originator_id: str) -> list[StoredRow]:
         cursor = self._conn.execute(
@@ -250,7 +257,9 @@ class PostgresEventStore:
             ),
             (canonical_id(originator_id),),
         )
-        return [StoredRow(int(n), canonical_id(o), int(v), t, bytes(s)) for n, o, v, t, s in cursor]
+        return [
+            StoredRow(int(n), canonical_id(o), int(v), t, _bytes(s)) for n, o, v, t, s in cursor
+        ]
 
     def has_chain(self) -> bool:
         return self._table_exists(CHAIN_TABLE)
@@ -469,7 +478,7 @@ class SQLiteEventStore:
         else:
             rows = self._stream(query, params, batch)
         for nid, oid, version, topic, state in rows:
-            yield StoredRow(int(nid), canonical_id(oid), int(version), topic, bytes(state))
+            yield StoredRow(int(nid), canonical_id(oid), int(version), topic, _bytes(state))
 
     def events_of(self, originator_id: str) -> list[StoredRow]:
         try:
@@ -481,7 +490,9 @@ class SQLiteEventStore:
             f"FROM {SQLITE_EVENTS_TABLE} WHERE originator_id = ? ORDER BY originator_version",
             (stored_id,),
         )
-        return [StoredRow(int(n), canonical_id(o), int(v), t, bytes(s)) for n, o, v, t, s in cursor]
+        return [
+            StoredRow(int(n), canonical_id(o), int(v), t, _bytes(s)) for n, o, v, t, s in cursor
+        ]
 
     def has_chain(self) -> bool:
         return self._table_exists(CHAIN_TABLE)
