@@ -1,0 +1,89 @@
+"""Every published domain event maps onto its contract model, with a stable event id."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, date, datetime
+from decimal import Decimal
+
+from schemas import ledger as contract
+from schemas.envelope import dataschema_uri
+from services.ledger.contract import SOURCE, event_id, to_cloud_event
+from services.ledger.domain import Actor, Cloud, ContractTerms, HonouredQuote
+
+OWNER = Actor("user", "owner-1")
+T0 = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
+
+
+def a_cloud_with_every_event() -> tuple[Cloud, list]:
+    cloud = Cloud.open(
+        cloud_id=uuid.uuid4(),
+        terms=ContractTerms(
+            name="Acme",
+            owner_id="owner-1",
+            billing_email="billing@acme.example",
+            currency="EUR",
+            seat_price=Decimal("10.00"),
+            billing_period="monthly",
+            term_start=date(2026, 1, 1),
+            time_zone="Europe/Berlin",
+            tax_rate=Decimal("19"),
+            locale="en",
+        ),
+        seats=2,
+        actor=OWNER,
+        at=T0,
+    )
+    quote = HonouredQuote(uuid.uuid4(), date(2026, 3, 10), Decimal("14.19"))
+    cloud.increase_seats(seats=4, actor=OWNER, at=T0, quote=quote)
+    cloud.assign_license(user_id="u", rights_group="admin", actor=OWNER, at=T0)
+    cloud.release_license(user_id="u", actor=OWNER, at=T0)
+    cloud.schedule_reduction(seats=3, actor=OWNER, at=T0)
+    cloud.change_billing_email(billing_email="ap@acme.example", actor=OWNER, at=T0)
+    cloud.renew_due(at=datetime(2026, 4, 2, tzinfo=UTC))
+    return cloud, cloud.collect_events()
+
+
+def test_every_ledger_event_maps_onto_its_contract_model():
+    cloud, events = a_cloud_with_every_event()
+    published = [to_cloud_event(e) for e in events]
+    assert all(p is not None for p in published)
+    types = [p.type for p in published]
+    assert sorted(set(types)) == sorted(cls.event_type() for cls in contract.LEDGER_EVENTS)
+    by_type = {p.type: p for p in published}
+    for model in contract.LEDGER_EVENTS:
+        envelope = by_type[model.event_type()]
+        assert envelope.source == SOURCE
+        assert envelope.subject == str(cloud.id)
+        assert envelope.dataschema == dataschema_uri(model.event_type())
+        model.model_validate(envelope.data)  # the data satisfies the contract
+
+
+def test_seats_increased_carries_charge_date_period_terms_and_quote():
+    cloud, events = a_cloud_with_every_event()
+    envelope = to_cloud_event(events[1])
+    data = contract.SeatsIncreased.model_validate(envelope.data)
+    assert (data.seats_before, data.seats_after, data.seats_added) == (2, 4, 2)
+    assert data.charge_date == date(2026, 3, 10)
+    assert (data.period.start, data.period.end) == (date(2026, 3, 1), date(2026, 4, 1))
+    assert data.terms.seat_price == Decimal("10.00")
+    assert data.quote is not None and data.quote.net == Decimal("14.19")
+    assert envelope.data["terms"]["seat_price"] == "10.00"  # money travels as strings
+    assert envelope.time == T0
+
+
+def test_event_ids_are_stable_across_republication_and_distinct_per_event():
+    cloud, events = a_cloud_with_every_event()
+    first = [to_cloud_event(e).id for e in events]
+    again = [to_cloud_event(e).id for e in events]
+    assert first == again
+    assert len(set(first)) == len(first)
+    assert first[0] == str(event_id(cloud.id, 1))
+
+
+def test_the_renewal_records_the_reduction_and_the_licenses():
+    _, events = a_cloud_with_every_event()
+    renewal = contract.PeriodRenewed.model_validate(to_cloud_event(events[-1]).data)
+    assert renewal.period_index == 3
+    assert (renewal.seats_before, renewal.seats, renewal.reduction_applied) == (4, 3, True)
+    assert renewal.terms.billing_email == "ap@acme.example"
