@@ -104,7 +104,8 @@ class Notifier:
         if not bootstrap:
             raise ValueError("SEATLEDGER_KAFKA_BOOTSTRAP_SERVERS is not set")
         options: dict[str, Any] = {
-            "group_id": CONSUMER_GROUP,
+            # The topic prefix names a deployment; its consumer group is its own too.
+            "group_id": self.settings.kafka_topic_prefix + CONSUMER_GROUP,
             "topics": [self.settings.topic(INVOICES_TOPIC)],
             "name": "notifier",
             "client_id": f"{self.settings.kafka_client_id}-notifier",
@@ -161,8 +162,33 @@ class Notifier:
         )
 
     def workers(self) -> dict[str, Callable[[threading.Event], None]]:
-        """The background work of this notifier (for a :class:`~seatledger.runtime.Supervisor`)."""
+        """The sender loop (for a :class:`~seatledger.runtime.Supervisor`)."""
         return {"notifier-sender": self.loop.run}
+
+    def kafka_workers(self) -> dict[str, Callable[[threading.Event], None]]:
+        """``seatledger run notifier``: the sender, the consumer of ``seatledger.invoices.v1``
+        and the relay of the outcome events to ``seatledger.notifications.v1``."""
+
+        def consume(stop: threading.Event) -> None:
+            self.kafka_consumer().run(stop)
+
+        def relay(stop: threading.Event) -> None:
+            self.relay().run(stop)
+
+        return {**self.workers(), "notifier-consumer": consume, "notifier-relay": relay}
+
+    def embedded_workers(self, invoicer_app: Any) -> dict[str, Callable[[threading.Event], None]]:
+        """``seatledger serve``: the sender and the follower of the invoicer's notification
+        log, through the invoicer's own contract mapping (no relay: without a broker the
+        outcome events stay in the notifier's store)."""
+        from services.invoicer.contract import to_cloud_event as invoicer_mapper
+
+        follower = self.invoicer_follower(invoicer_app, invoicer_mapper)
+        return {**self.workers(), "notifier-follower": follower.run}
+
+    def readiness_checks(self, alive: Callable[[], dict[str, bool]]) -> dict[str, Any]:
+        """``store``: the database answers; ``workers``: every background worker runs."""
+        return {"store": self.store_reachable, "workers": lambda: all(alive().values())}
 
     # -- health ------------------------------------------------------------------------------
 

@@ -167,20 +167,27 @@ class Sender:
     workers: int = 4
     batch_size: int = 100
 
-    def run_once(self) -> dict[Outcome, int]:
-        """Send every delivery due now; return how many ended how."""
+    def run_once(self, stop: threading.Event | None = None) -> dict[Outcome, int]:
+        """Send every delivery due now; return how many ended how. Once ``stop`` is set, the
+        attempts in hand are finished and recorded, and no new one starts."""
         self.queue.catch_up()
         due = self.queue.due(self.clock(), self.batch_size)
         counts = {outcome: 0 for outcome in Outcome}
         if not due:
             return counts
+
+        def attempt(delivery_id: UUID) -> Outcome:
+            if stop is not None and stop.is_set():
+                return Outcome.SKIPPED
+            return self.process(delivery_id)
+
         if self.workers <= 1 or len(due) == 1:
-            results = [self.process(delivery_id) for delivery_id in due]
+            results = [attempt(delivery_id) for delivery_id in due]
         else:
             with ThreadPoolExecutor(
                 max_workers=min(self.workers, len(due)), thread_name_prefix="notifier-send"
             ) as pool:
-                results = list(pool.map(self.process, due))
+                results = list(pool.map(attempt, due))
         for outcome in results:
             counts[outcome] += 1
         self.queue.catch_up()
@@ -274,7 +281,7 @@ class SenderLoop:
         while not stop.is_set():
             self._wake.clear()
             try:
-                self.sender.run_once()
+                self.sender.run_once(stop)
                 self.passes += 1
                 failures = 0
             except Exception:  # the store is unreachable: wait, then try again
