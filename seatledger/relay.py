@@ -30,10 +30,11 @@ from __future__ import annotations
 
 import threading
 import time
+import weakref
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import structlog
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
@@ -63,46 +64,75 @@ class PublishError(Exception):
 
 
 class RelayMetrics:
-    """The relay's metrics against an injected registry (label ``relay`` = the topic)."""
+    """The relays' metrics, built once per registry (label ``relay`` = the topic)."""
 
-    def __init__(self, registry: CollectorRegistry, relay: str) -> None:
+    _by_registry: ClassVar[weakref.WeakKeyDictionary[CollectorRegistry, RelayMetrics]] = (
+        weakref.WeakKeyDictionary()
+    )
+    _lock: ClassVar[threading.Lock] = threading.Lock()
+
+    def __init__(self, registry: CollectorRegistry) -> None:
         self.position = Gauge(
             "seatledger_relay_position",
             "Notification id up to which every event is acknowledged by the broker",
             ["relay"],
             registry=registry,
-        ).labels(relay)
+        )
         self.head = Gauge(
             "seatledger_relay_store_head",
             "Highest notification id in the store when the relay last looked",
             ["relay"],
             registry=registry,
-        ).labels(relay)
+        )
         self.lag = Gauge(
             "seatledger_relay_lag_notifications",
             "Notification ids between the store's head and the relay's position",
             ["relay"],
             registry=registry,
-        ).labels(relay)
+        )
         self.published = Counter(
             "seatledger_relay_published_total",
             "Messages acknowledged by the broker",
             ["relay"],
             registry=registry,
-        ).labels(relay)
+        )
         self.errors = Counter(
             "seatledger_relay_publish_errors_total",
             "Failed publications (the batch is published again)",
             ["relay"],
             registry=registry,
-        ).labels(relay)
+        )
         self.ack_age = Histogram(
             "seatledger_relay_event_age_at_ack_seconds",
             "Time from an event's creation to the broker's acknowledgement",
             ["relay"],
             registry=registry,
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
-        ).labels(relay)
+        )
+
+    @classmethod
+    def of(cls, registry: CollectorRegistry | None) -> RelayMetrics:
+        """The metrics of ``registry`` (a private registry when None)."""
+        if registry is None:
+            return cls(CollectorRegistry(auto_describe=True))
+        with cls._lock:
+            metrics = cls._by_registry.get(registry)
+            if metrics is None:
+                metrics = cls(registry)
+                cls._by_registry[registry] = metrics
+            return metrics
+
+
+class _RelayGauges:
+    """One relay's children of the shared metrics."""
+
+    def __init__(self, metrics: RelayMetrics, relay: str) -> None:
+        self.position = metrics.position.labels(relay)
+        self.head = metrics.head.labels(relay)
+        self.lag = metrics.lag.labels(relay)
+        self.published = metrics.published.labels(relay)
+        self.errors = metrics.errors.labels(relay)
+        self.ack_age = metrics.ack_age.labels(relay)
 
 
 @dataclass
@@ -159,7 +189,7 @@ class OutboxRelay:
         self._listen_fallback_s = listen_fallback_s
         self._validate = validate
         self._ack_timeout_s = ack_timeout_s
-        self._metrics = RelayMetrics(registry or CollectorRegistry(), topic)
+        self._metrics = _RelayGauges(RelayMetrics.of(registry), topic)
         self._tracking = tracking_recorder or app.factory.tracking_recorder()
         self._producer: Producer | None = None
         self._in_flight: deque[_Batch] = deque()
@@ -353,13 +383,21 @@ class OutboxRelay:
                     stop.wait(delay)
                     continue
                 failures = 0
-                self._wake.wait(wait_s)
+                self._idle(stop, wait_s)
         finally:
             self._stop.set()
             self._wake.set()
             if self._listener is not None:
                 self._listener.join(timeout=5)
             self.close()
+
+    def _idle(self, stop: threading.Event, seconds: float) -> None:
+        """Wait for a NOTIFY (or ``seconds``), looking at ``stop`` every 0.1 s."""
+        deadline = time.monotonic() + seconds
+        while not stop.is_set() and not self._stop.is_set():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or self._wake.wait(min(0.1, remaining)):
+                return
 
     def stop(self) -> None:
         self._stop.set()
