@@ -8,12 +8,12 @@ id). ``Requested``, ``AttemptStarted`` and ``AttemptFailed`` are internal and ma
 from __future__ import annotations
 
 from typing import Any, get_args
-from uuid import uuid5
+from uuid import UUID, uuid5
 
 from schemas._base import EventData
 from schemas.envelope import CloudEvent
 from schemas.notifications import EmailFailed, EmailSent, FailureReason
-from services.notifier.domain import delivery_event_name
+from services.notifier.domain import DELIVERY_NAMESPACE, delivery_event_name
 
 _KNOWN_REASONS = frozenset(get_args(FailureReason))
 
@@ -46,6 +46,11 @@ def to_contract(domain_event: Any) -> EventData | None:
     return None
 
 
+def cloud_event_id(originator_id: UUID, originator_version: int) -> UUID:
+    """The stable CloudEvent id of the domain event ``(originator_id, originator_version)``."""
+    return uuid5(DELIVERY_NAMESPACE, f"cloud-event:{originator_id}:{originator_version}")
+
+
 def to_cloud_event(domain_event: Any) -> CloudEvent | None:
     """The published envelope of a domain event (the relay's mapper), or None.
 
@@ -57,7 +62,7 @@ def to_cloud_event(domain_event: Any) -> CloudEvent | None:
         return None
     return CloudEvent.of(
         data,
-        id=str(uuid5(domain_event.originator_id, str(domain_event.originator_version))),
+        id=str(cloud_event_id(domain_event.originator_id, domain_event.originator_version)),
         subject=str(domain_event.cloud_id),
         time=domain_event.timestamp,
     )
