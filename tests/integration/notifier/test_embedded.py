@@ -113,10 +113,7 @@ def test_an_issued_invoice_reaches_the_outbox_once_through_the_invoicers_log(set
 
     # A restart follows on from the stored position and sends nothing again.
     again = build_notifier(settings, new_registry("notifier"))
-    follower = again.invoicer_follower(
-        invoicer,
-        __import__("services.invoicer.contract", fromlist=["to_cloud_event"]).to_cloud_event,
-    )
+    follower = again.invoicer_follower(invoicer, invoicer_to_cloud_event)
     stop = threading.Event()
     assert follower.poll_once() == 0
     assert again.sender.run_once(stop)[Outcome.SENT] == 0
