@@ -61,8 +61,7 @@ class LedgerEventHandler:
             self._outcome("rejected")
             raise PoisonMessage(str(exc)) from exc
         if draft is None:
-            self.app.advance(position)
-            self._outcome("ignored")
+            self._outcome("ignored" if self.app.advance(position) else "duplicate")
             return
         result = self.app.issue(draft, position)
         if self.metrics is not None and result.attempts > 1:
