@@ -3,8 +3,8 @@
 A transport either returns (the message was accepted) or raises one of two errors:
 
 - :class:`TemporaryFailure`: connection refused or lost, a timeout, a TLS handshake error, a
-  4xx reply, an authentication failure (a configuration fault that is fixed without touching
-  the invoice). The delivery is retried with backoff.
+  4xx reply, an authentication failure or a demand for STARTTLS (configuration faults that are
+  fixed without touching the invoice). The delivery is retried with backoff.
 - :class:`PermanentFailure`: a 5xx reply (e.g. ``550 mailbox unavailable``) or an address the
   server refuses as invalid. The delivery is recorded as failed and never retried.
 """
@@ -50,9 +50,19 @@ def _reply_text(raw: bytes | str) -> str:
     return " ".join(text.split())[:300]
 
 
+#: 5xx replies that refuse the *connection's* configuration, not the message: authentication
+#: or encryption required (530, RFC 4954 / 3207), mechanism too weak (534), credentials
+#: invalid (535), encryption required for the mechanism (538). Fixing the settings delivers
+#: the message, so they are retried like a temporary failure instead of failing the invoice.
+CONFIGURATION_REPLIES = frozenset({530, 534, 535, 538})
+
+
 def classify_reply(code: int, text: bytes | str, stage: str) -> TransportFailure:
-    """A negative SMTP reply as a temporary (4xx) or permanent (5xx) failure."""
+    """A negative SMTP reply as a temporary (4xx, or a configuration refusal) or permanent
+    (other 5xx) failure."""
     detail = f"{stage}: {code} {_reply_text(text)}"
+    if code in CONFIGURATION_REPLIES:
+        return TemporaryFailure("smtp_configuration", detail, code)
     if 400 <= code < 500:
         return TemporaryFailure("smtp_4xx", detail, code)
     if 500 <= code < 600:
@@ -94,13 +104,15 @@ class SmtpTransport:
             raise classify_reply(exc.smtp_code, exc.smtp_error, "DATA") from exc
         except smtplib.SMTPAuthenticationError as exc:
             raise TemporaryFailure(
-                "smtp_auth", f"authentication refused: {exc.smtp_code}", exc.smtp_code
+                "smtp_configuration", f"authentication refused: {exc.smtp_code}", exc.smtp_code
             ) from exc
         except smtplib.SMTPConnectError as exc:
             raise TemporaryFailure(
                 "smtp_connect", f"greeting refused: {exc.smtp_code}", exc.smtp_code
             ) from exc
         except smtplib.SMTPServerDisconnected as exc:
+            if isinstance(exc.__context__, TimeoutError):  # smtplib wraps a read timeout
+                raise TemporaryFailure("timeout", f"no answer within {self.timeout_s}s") from exc
             raise TemporaryFailure("smtp_disconnected", str(exc)[:300]) from exc
         except smtplib.SMTPResponseException as exc:
             raise classify_reply(exc.smtp_code, exc.smtp_error, "SMTP") from exc
