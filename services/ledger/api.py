@@ -212,13 +212,14 @@ def actor_of(principal: Principal) -> Actor:
 
 
 def authorize(principal: Principal, cloud: Cloud, *, owner: bool, scopes: tuple[str, ...]) -> None:
-    """Allow the owner (if ``owner``) or a holder of one of ``scopes``; else 403 for a caller
-    with some billing scope, 404 for anyone else."""
+    """Allow the owner (if ``owner``) or a holder of one of ``scopes``; else 403 for the owner
+    or a caller with some billing scope, 404 for anyone else (existence is not revealed)."""
     if owner and principal.subject == cloud.terms.owner_id:
         return
     if scopes and principal.has_scope(*scopes):
         return
-    if principal.has_scope(SCOPE_ADMIN, SCOPE_AUDIT, SCOPE_LICENSES):
+    knows_it = principal.subject == cloud.terms.owner_id
+    if knows_it or principal.has_scope(SCOPE_ADMIN, SCOPE_AUDIT, SCOPE_LICENSES):
         raise AuthError("this action is not allowed for this token", status=403, error="forbidden")
     raise CloudNotFound(f"no cloud {cloud.id}")
 

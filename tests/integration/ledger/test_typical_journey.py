@@ -17,11 +17,14 @@ pytestmark = pytest.mark.integration
 
 def test_opening_a_cloud_answers_201_with_the_cloud_and_its_current_period(ledger):
     cloud = ledger.open_cloud()
-    assert cloud["seats"] == 3 and cloud["licenses_free"] == 3
+    assert cloud["seats"] == 3
+    assert cloud["licenses_free"] == 3
     assert cloud["current_period"] == {"index": 1, "start": "2026-02-28", "end": "2026-03-31"}
-    assert cloud["seat_price"] == "31.00" and cloud["version"] == 1
+    assert cloud["seat_price"] == "31.00"
+    assert cloud["version"] == 1
     got = ledger.client.get(f"/v1/clouds/{cloud['cloud_id']}", headers=ledger.owner)
-    assert got.status_code == 200 and got.json() == cloud
+    assert got.status_code == 200
+    assert got.json() == cloud
 
 
 def test_opening_with_a_given_cloud_id_is_idempotent(ledger):
@@ -30,7 +33,8 @@ def test_opening_with_a_given_cloud_id_is_idempotent(ledger):
     again = ledger.client.post(
         "/v1/clouds", json={**CLOUD_BODY, "cloud_id": cloud_id}, headers=ledger.admin
     )
-    assert again.status_code == 200 and again.json()["cloud_id"] == cloud_id
+    assert again.status_code == 200
+    assert again.json()["cloud_id"] == cloud_id
     other = ledger.client.post(
         "/v1/clouds",
         json={**CLOUD_BODY, "cloud_id": cloud_id, "seat_price": "99.00"},
@@ -38,7 +42,8 @@ def test_opening_with_a_given_cloud_id_is_idempotent(ledger):
     )
     assert other.status_code == 409
     assert other.headers["content-type"] == "application/problem+json"
-    assert first["cloud_id"] == cloud_id and ledger.event_count() == 1
+    assert first["cloud_id"] == cloud_id
+    assert ledger.event_count() == 1
 
 
 def test_a_quote_records_nothing_and_a_purchase_with_it_is_charged_the_quoted_amount(ledger):
@@ -66,7 +71,8 @@ def test_a_quote_records_nothing_and_a_purchase_with_it_is_charged_the_quoted_am
     )
     assert bought.status_code == 201, bought.text
     purchase = bought.json()["purchase"]
-    assert purchase["net"] == "42.00" and purchase["quote_id"] == quote["quote_id"]
+    assert purchase["net"] == "42.00"
+    assert purchase["quote_id"] == quote["quote_id"]
     assert purchase["charge_date"] == "2026-03-10"
     history = ledger.client.get(f"/v1/clouds/{cloud_id}/events", headers=ledger.admin).json()
     increased = history["events"][-1]
@@ -85,14 +91,16 @@ def test_an_expired_stale_or_mismatching_quote_is_answered_409_and_records_nothi
         json={"seats": 6, "quote_id": quote["quote_id"]},
         headers=ledger.owner,
     )
-    assert mismatch.status_code == 409 and mismatch.json()["title"] == "Quote not honoured"
+    assert mismatch.status_code == 409
+    assert mismatch.json()["title"] == "Quote not honoured"
     ledger.clock.advance(minutes=16)
     expired = ledger.client.post(
         f"{url}/seat-purchases",
         json={"seats": 5, "quote_id": quote["quote_id"]},
         headers=ledger.owner,
     )
-    assert expired.status_code == 409 and "expired" in expired.json()["detail"]
+    assert expired.status_code == 409
+    assert "expired" in expired.json()["detail"]
     fresh = ledger.client.post(f"{url}/seat-quotes", json={"seats": 5}, headers=ledger.owner).json()
     ledger.client.post(f"{url}/seat-purchases", json={"seats": 4}, headers=ledger.owner)
     count = ledger.event_count()
@@ -101,7 +109,8 @@ def test_an_expired_stale_or_mismatching_quote_is_answered_409_and_records_nothi
         json={"seats": 5, "quote_id": fresh["quote_id"]},
         headers=ledger.owner,
     )
-    assert stale.status_code == 409 and "changed" in stale.json()["detail"]
+    assert stale.status_code == 409
+    assert "changed" in stale.json()["detail"]
     assert ledger.event_count() == count
 
 
@@ -121,19 +130,23 @@ def test_licenses_are_assigned_and_released_by_the_owner_or_the_licenses_scope(l
     first = ledger.client.post(
         url, json={"user_id": "a", "rights_group": "admin"}, headers=ledger.owner
     )
-    assert first.status_code == 201 and first.json()["licenses_free"] == 1
+    assert first.status_code == 201
+    assert first.json()["licenses_free"] == 1
     second = ledger.client.post(
         url, json={"user_id": "b", "rights_group": "employee"}, headers=provisioner
     )
-    assert second.status_code == 201 and second.json()["licenses_free"] == 0
+    assert second.status_code == 201
+    assert second.json()["licenses_free"] == 0
     full = ledger.client.post(
         url, json={"user_id": "c", "rights_group": "employee"}, headers=provisioner
     )
-    assert full.status_code == 409 and full.json()["code"] == "NoFreeSeat"
+    assert full.status_code == 409
+    assert full.json()["code"] == "NoFreeSeat"
     twice = ledger.client.post(
         url, json={"user_id": "a", "rights_group": "employee"}, headers=provisioner
     )
-    assert twice.status_code == 409 and twice.json()["code"] == "LicenseAlreadyHeld"
+    assert twice.status_code == 409
+    assert twice.json()["code"] == "LicenseAlreadyHeld"
     guest = ledger.client.post(
         url, json={"user_id": "g", "rights_group": "guest"}, headers=provisioner
     )
@@ -141,7 +154,8 @@ def test_licenses_are_assigned_and_released_by_the_owner_or_the_licenses_scope(l
     released = ledger.client.delete(f"{url}/a", headers=provisioner)
     assert released.status_code == 204
     again = ledger.client.delete(f"{url}/a", headers=provisioner)
-    assert again.status_code == 404 and again.headers["content-type"] == "application/problem+json"
+    assert again.status_code == 404
+    assert again.headers["content-type"] == "application/problem+json"
     cloud = ledger.client.get(f"/v1/clouds/{cloud_id}", headers=ledger.owner).json()
     assert cloud["licenses"] == [{"user_id": "b", "rights_group": "employee"}]
 
@@ -159,18 +173,21 @@ def test_as_of_answers_the_state_at_that_instant(ledger):
     ledger.clock.advance(hours=1)
     url = f"/v1/clouds/{cloud_id}"
     now = ledger.client.get(url, headers=ledger.owner).json()
-    assert now["seats"] == 7 and now["version"] == 2
+    assert now["seats"] == 7
+    assert now["version"] == 2
     past = ledger.client.get(
         url, params={"as_of": "2026-03-10T12:30:00+01:00"}, headers=ledger.owner
     ).json()
-    assert past["seats"] == 3 and past["version"] == 1
+    assert past["seats"] == 3
+    assert past["version"] == 1
     assert past["as_of"] == "2026-03-10T12:30:00+01:00"
     at_open = ledger.client.get(url, params={"as_of": opened_at.isoformat()}, headers=ledger.owner)
     assert at_open.json()["version"] == 1
     before = ledger.client.get(url, params={"as_of": "2026-03-10T10:00:00Z"}, headers=ledger.owner)
     assert before.status_code == 404
     naive = ledger.client.get(url, params={"as_of": "2026-03-10T12:30:00"}, headers=ledger.owner)
-    assert naive.status_code == 422 and naive.headers["content-type"] == "application/problem+json"
+    assert naive.status_code == 422
+    assert naive.headers["content-type"] == "application/problem+json"
 
 
 def test_a_reduction_is_scheduled_and_applied_at_the_next_period_start(ledger):
@@ -191,7 +208,8 @@ def test_a_reduction_is_scheduled_and_applied_at_the_next_period_start(ledger):
     assert cloud["seats"] == 3  # never below the three licenses assigned
     assert cloud["scheduled_reduction"] is None
     renewal = ledger.client.get(f"{url}/events", headers=ledger.admin).json()["events"][-1]
-    assert renewal["data"]["seats"] == 3 and renewal["data"]["licenses_assigned"] == 3
+    assert renewal["data"]["seats"] == 3
+    assert renewal["data"]["licenses_assigned"] == 3
 
 
 def test_the_owner_overview_lists_each_cloud_with_seats_and_licenses(ledger):
@@ -223,7 +241,8 @@ def test_the_billing_email_is_changed_by_the_owner(ledger):
         json={"billing_email": "ap@acme.example"},
         headers=ledger.owner,
     )
-    assert changed.status_code == 200 and changed.json()["billing_email"] == "ap@acme.example"
+    assert changed.status_code == 200
+    assert changed.json()["billing_email"] == "ap@acme.example"
     bad = ledger.client.put(
         f"/v1/clouds/{cloud_id}/billing-email", json={"billing_email": "nope"}, headers=ledger.owner
     )
@@ -266,8 +285,13 @@ def test_one_canonical_log_line_per_request_without_emails_or_tokens(ledger, cap
     requests = [line for line in lines if line.get("event") == "request"]
     assert len(requests) == 2
     put = requests[-1]
-    assert put["request_id"] == "req-123" and put["cloud_id"] == cloud_id
-    assert put["outcome"] == "success" and put["status"] == 200 and put["duration_s"] >= 0
+    assert put["request_id"] == "req-123"
+    assert put["cloud_id"] == cloud_id
+    assert put["outcome"] == "success"
+    assert put["status"] == 200
+    assert put["duration_s"] >= 0
     assert put["route"] == "/v1/clouds/{cloud_id}/billing-email"
     assert requests[0]["cloud_id"] == cloud_id  # the created cloud's id
-    assert "acme.example" not in err and "Bearer" not in err and "eyJ" not in err
+    assert "acme.example" not in err
+    assert "Bearer" not in err
+    assert "eyJ" not in err

@@ -1,0 +1,196 @@
+"""Idempotency keys, malformed bodies and unknown clouds: clear problem+json, nothing recorded."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.integration.ledger.conftest import CLOUD_BODY
+
+pytestmark = pytest.mark.integration
+
+
+def test_the_same_key_and_body_replays_the_first_response_and_records_once(ledger):
+    cloud_id = ledger.open_cloud()["cloud_id"]
+    headers = {**ledger.owner, "Idempotency-Key": "purchase-1"}
+    url = f"/v1/clouds/{cloud_id}/seat-purchases"
+    first = ledger.client.post(url, json={"seats": 5}, headers=headers)
+    count = ledger.event_count()
+    ledger.clock.advance(minutes=1)
+    again = ledger.client.post(url, json={"seats": 5}, headers=headers)
+    assert first.status_code == again.status_code == 201
+    assert again.content == first.content
+    assert again.headers["idempotent-replayed"] == "true"
+    assert ledger.event_count() == count
+
+
+def test_the_same_key_with_another_body_is_answered_422(ledger):
+    cloud_id = ledger.open_cloud()["cloud_id"]
+    headers = {**ledger.owner, "Idempotency-Key": "purchase-2"}
+    url = f"/v1/clouds/{cloud_id}/seat-purchases"
+    assert ledger.client.post(url, json={"seats": 5}, headers=headers).status_code == 201
+    count = ledger.event_count()
+    other = ledger.client.post(url, json={"seats": 6}, headers=headers)
+    assert other.status_code == 422
+    assert other.headers["content-type"] == "application/problem+json"
+    assert ledger.event_count() == count
+
+
+def test_the_same_key_still_in_flight_is_answered_409(ledger):
+    cloud_id = ledger.open_cloud()["cloud_id"]
+    url = f"/v1/clouds/{cloud_id}/seat-purchases"
+    body = b'{"seats": 5}'
+    # Another node has claimed the key and not answered yet.
+    store = ledger.components.idempotency
+    import hashlib
+
+    digest = hashlib.sha256(b"POST" + b"\0" + url.encode() + b"\0" + body).hexdigest()
+    assert store.claim("owner-1", "purchase-3", digest).outcome == "new"
+    response = ledger.client.post(
+        url,
+        content=body,
+        headers={
+            **ledger.owner,
+            "Idempotency-Key": "purchase-3",
+            "Content-Type": "application/json",
+        },
+    )
+    assert response.status_code == 409
+    assert response.headers["content-type"] == "application/problem+json"
+    assert ledger.event_count() == 1
+
+
+def test_keys_are_scoped_by_caller(ledger):
+    cloud_id = ledger.open_cloud()["cloud_id"]
+    url = f"/v1/clouds/{cloud_id}/licenses"
+    body = {"user_id": "a", "rights_group": "admin"}
+    owner = ledger.client.post(url, json=body, headers={**ledger.owner, "Idempotency-Key": "k"})
+    other = ledger.client.post(
+        url,
+        json=body,
+        headers={**ledger.headers("provisioner", "billing:licenses"), "Idempotency-Key": "k"},
+    )
+    assert owner.status_code == 201
+    assert other.status_code == 409  # processed on its own: the license is already held
+    assert "idempotent-replayed" not in other.headers
+
+
+def test_a_refused_request_is_replayed_too(ledger):
+    cloud_id = ledger.open_cloud()["cloud_id"]
+    headers = {**ledger.owner, "Idempotency-Key": "reduce-1"}
+    url = f"/v1/clouds/{cloud_id}/seat-reductions"
+    first = ledger.client.post(url, json={"seats": 7}, headers=headers)
+    again = ledger.client.post(url, json={"seats": 7}, headers=headers)
+    assert first.status_code == again.status_code == 409
+    assert again.json() == first.json()
+
+
+@pytest.mark.parametrize(
+    ("changes", "field"),
+    [
+        ({"seat_price": 31.0}, "seat_price"),  # money is never a float
+        ({"seat_price": "abc"}, "seat_price"),
+        ({"seats": 0}, "seats"),
+        ({"seats": "3"}, "seats"),
+        ({"billing_period": "weekly"}, "billing_period"),
+        ({"term_start": "2026-02-30"}, "term_start"),
+        ({"currency": "eur"}, "currency"),
+        ({"unexpected": 1}, "unexpected"),
+        ({"name": None}, "name"),
+    ],
+)
+def test_a_malformed_cloud_is_answered_422_and_records_nothing(ledger, changes, field):
+    response = ledger.client.post(
+        "/v1/clouds", json={**CLOUD_BODY, **changes}, headers=ledger.admin
+    )
+    assert response.status_code == 422
+    assert response.headers["content-type"] == "application/problem+json"
+    problem = response.json()
+    assert problem["status"] == 422
+    assert any(field in e["location"] for e in problem["errors"])
+    assert ledger.event_count() == 0
+
+
+@pytest.mark.parametrize(
+    ("changes", "title"),
+    [
+        ({"currency": "XYZ"}, "Invalid contract"),
+        ({"time_zone": "Mars/Base"}, "Invalid contract"),
+        ({"tax_rate": "-1"}, "Invalid contract"),
+        ({"billing_email": "not-an-address"}, "Invalid billing e-mail"),
+    ],
+)
+def test_invalid_terms_are_answered_422_and_record_nothing(ledger, changes, title):
+    response = ledger.client.post(
+        "/v1/clouds", json={**CLOUD_BODY, **changes}, headers=ledger.admin
+    )
+    assert response.status_code == 422
+    assert response.json()["title"] == title
+    assert ledger.event_count() == 0
+
+
+def test_unparseable_json_and_unknown_routes_are_problems(ledger):
+    bad = ledger.client.post(
+        "/v1/clouds",
+        content=b"{not json",
+        headers={**ledger.admin, "Content-Type": "application/json"},
+    )
+    assert bad.status_code == 422
+    assert bad.headers["content-type"] == "application/problem+json"
+    unknown = ledger.client.get("/v1/nothing-here")
+    assert unknown.status_code == 404
+    assert unknown.headers["content-type"] == "application/problem+json"
+    wrong_method = ledger.client.patch("/v1/clouds")
+    assert wrong_method.status_code == 405
+    assert wrong_method.headers["content-type"] == "application/problem+json"
+    assert ledger.event_count() == 0
+
+
+def test_unknown_clouds_are_answered_404_for_every_route(ledger):
+    ghost = "00000000-0000-4000-8000-000000000000"
+    calls = [
+        ("get", f"/v1/clouds/{ghost}", None),
+        ("get", f"/v1/clouds/{ghost}/events", None),
+        ("post", f"/v1/clouds/{ghost}/seat-quotes", {"seats": 4}),
+        ("post", f"/v1/clouds/{ghost}/seat-purchases", {"seats": 4}),
+        ("post", f"/v1/clouds/{ghost}/seat-reductions", {"seats": 1}),
+        ("post", f"/v1/clouds/{ghost}/licenses", {"user_id": "a", "rights_group": "admin"}),
+        ("delete", f"/v1/clouds/{ghost}/licenses/a", None),
+        ("put", f"/v1/clouds/{ghost}/billing-email", {"billing_email": "a@b.example"}),
+    ]
+    headers = ledger.headers("admin-1", "billing:admin", "billing:licenses", step_up=True)
+    for method, url, body in calls:
+        kwargs = {"headers": headers}
+        if body is not None:
+            kwargs["json"] = body
+        response = getattr(ledger.client, method)(url, **kwargs)
+        assert response.status_code == 404, (method, url, response.text)
+        assert response.headers["content-type"] == "application/problem+json"
+    not_uuid = ledger.client.get("/v1/clouds/not-a-uuid", headers=headers)
+    assert not_uuid.status_code == 422
+    assert ledger.event_count() == 0
+
+
+def test_a_purchase_that_does_not_raise_the_seats_is_refused(ledger):
+    cloud_id = ledger.open_cloud()["cloud_id"]
+    response = ledger.client.post(
+        f"/v1/clouds/{cloud_id}/seat-purchases", json={"seats": 3}, headers=ledger.owner
+    )
+    assert response.status_code == 409
+    assert response.json()["code"] == "SeatsMustGrow"
+    assert ledger.event_count() == 1
+
+
+def test_a_quote_for_a_past_or_out_of_period_date_is_refused(ledger):
+    cloud_id = ledger.open_cloud()["cloud_id"]
+    url = f"/v1/clouds/{cloud_id}/seat-quotes"
+    past = ledger.client.post(
+        url, json={"seats": 4, "effective_date": "2026-03-09"}, headers=ledger.owner
+    )
+    later = ledger.client.post(
+        url, json={"seats": 4, "effective_date": "2026-04-05"}, headers=ledger.owner
+    )
+    ok = ledger.client.post(
+        url, json={"seats": 4, "effective_date": "2026-03-30"}, headers=ledger.owner
+    )
+    assert (past.status_code, later.status_code, ok.status_code) == (422, 422, 200)
+    assert ok.json()["net"] == "1.00"  # one day of one seat at 31.00 over 31 days
