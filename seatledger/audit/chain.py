@@ -236,10 +236,11 @@ class ChainKeeper:
             self._last_checkpoint = stored[-1] if stored else None
             self._ready = True
 
-    def extend(self, limit: int = 50_000) -> int:
+    def extend(self, limit: int = 50_000, *, checkpoint: bool = True) -> int:
         """Chain the events stored since the last call (at most ``limit``); returns how many.
 
-        Call it from the service's loop after saves (or on a timer). Raises the store's
+        Call it from the service's loop after saves (or on a timer); it records a checkpoint
+        when one is due (unless ``checkpoint`` is False). Raises the store's
         errors (the loop logs and calls again on its next tick); a concurrent keeper is not an
         error (nothing is written, 0 is returned).
         """
@@ -259,7 +260,7 @@ class ChainKeeper:
             chained += len(links)
             if len(rows) < self.batch:
                 break
-        if chained:
+        if chained and checkpoint:
             self._maybe_checkpoint()
         return chained
 

@@ -90,6 +90,45 @@ def register(subparsers: Any) -> None:
     export.add_argument("--output", type=Path, required=True, help="the folder to write")
     export.set_defaults(handler=run_export)
 
+    history = add("history", "every event of a cloud with its time, actor and data")
+    history.add_argument("cloud_id")
+    history.add_argument("--format", choices=["table", "jsonl"], default="table")
+    history.set_defaults(handler=run_history)
+
+    state = add("state", "a cloud as it was at an instant (as the ledger API's as_of shows it)")
+    state.add_argument("cloud_id")
+    state.add_argument(
+        "--as-of",
+        required=True,
+        help="an RFC 3339 instant, or a date: the end of that day in the contract's time zone",
+    )
+    state.add_argument("--format", choices=["table", "json"], default="table")
+    state.set_defaults(handler=run_state)
+
+    explain = add(
+        "explain",
+        "the ledger event and the arithmetic behind every line of an invoice (R/D days, "
+        "unrounded and rounded amounts, tax), re-computed and compared with what was issued",
+    )
+    explain.add_argument("invoice_number")
+    explain.add_argument("--format", choices=["text", "json"], default="text")
+    explain.set_defaults(handler=run_explain)
+
+    replay = add(
+        "replay",
+        "re-derive every invoice from the ledger history alone with the current code and "
+        "compare each with the invoice issued (number, lines, amounts)",
+    )
+    replay.add_argument("--format", choices=["text", "jsonl"], default="text")
+    replay.add_argument(
+        "--progress",
+        choices=["auto", "always", "never"],
+        default="auto",
+        help="progress bar on stderr (auto: when stderr is a terminal)",
+    )
+    replay.add_argument("--scratch-dir", type=Path, help="where the scratch store goes (temp)")
+    replay.set_defaults(handler=run_replay)
+
 
 # --------------------------------------------------------------------------------------------
 # Plumbing shared by the sub-commands.
@@ -246,7 +285,7 @@ def run_seal(args: argparse.Namespace) -> int:
     for app in _apps(args.app):
         with _open(args, app) as store:
             keeper = ChainKeeper(store, publish=publish)
-            keeper.extend(limit=sys.maxsize)
+            keeper.extend(limit=sys.maxsize, checkpoint=False)
             print(json.dumps(checkpoint_to_json(keeper.checkpoint()), sort_keys=True))
     return 0
 
@@ -277,3 +316,227 @@ def run_export(args: argparse.Namespace) -> int:
         )
     print(f"written to {summary.folder} (manifest.json lists each file's SHA-256)")
     return 0
+
+
+# --------------------------------------------------------------------------------------------
+# history, state
+
+
+def _compact(value: Any, limit: int = 120) -> str:
+    text = json.dumps(value, sort_keys=True, ensure_ascii=False, separators=(", ", ": "))
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def run_history(args: argparse.Namespace) -> int:
+    from seatledger.audit.records import UndecodableEvent, dumps
+    from seatledger.audit.timetravel import CloudNotFound, cloud_history
+
+    with _open(args, "ledger") as ledger:
+        try:
+            records = cloud_history(ledger, args.cloud_id)
+        except (CloudNotFound, UndecodableEvent) as exc:
+            raise CommandError(str(exc)) from exc
+    if args.format == "jsonl":
+        for record in records:
+            print(dumps(record.to_json()))
+        return 0
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"cloud {args.cloud_id}", show_lines=False)
+    for column in ("version", "time", "event", "actor", "data"):
+        table.add_column(column, overflow="fold")
+    for record in records:
+        data = {k: v for k, v in record.data.items() if k not in ("actor", "originator_topic")}
+        table.add_row(
+            str(record.version),
+            record.timestamp.isoformat(),
+            record.type,
+            record.actor,
+            _compact(data, 400),
+        )
+    Console(width=max(160, Console().width)).print(table)
+    return 0
+
+
+def run_state(args: argparse.Namespace) -> int:
+    from seatledger.audit.records import UndecodableEvent
+    from seatledger.audit.timetravel import (
+        CloudNotFound,
+        contract_time_zone,
+        end_of_local_day,
+        state_as_of,
+    )
+
+    text = args.as_of.strip()
+    with _open(args, "ledger") as ledger:
+        try:
+            if len(text) == 10:
+                try:
+                    day = date.fromisoformat(text)
+                except ValueError as exc:
+                    raise CommandError(f"{text!r} is not a date (YYYY-MM-DD)") from exc
+                as_of = end_of_local_day(day, contract_time_zone(ledger, args.cloud_id))
+            else:
+                as_of = parse_instant(text)
+            view = state_as_of(_env(args, "ledger"), args.cloud_id, as_of)
+        except (CloudNotFound, UndecodableEvent) as exc:
+            raise CommandError(str(exc)) from exc
+    if args.format == "json":
+        print(json.dumps(view, sort_keys=True, ensure_ascii=False))
+        return 0
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"cloud {args.cloud_id} as of {view.get('as_of')}", show_header=False)
+    table.add_column("field")
+    table.add_column("value", overflow="fold")
+    for key, value in view.items():
+        table.add_row(key, value if isinstance(value, str) else _compact(value, 2000))
+    Console().print(table)
+    return 0
+
+
+# --------------------------------------------------------------------------------------------
+# explain
+
+
+def run_explain(args: argparse.Namespace) -> int:
+    from seatledger.audit.explain import InvoiceNotFound, explain
+    from seatledger.audit.records import UndecodableEvent
+
+    with _open(args, "ledger") as ledger, _open(args, "invoicer") as invoicer:
+        try:
+            result = explain(ledger, invoicer, args.invoice_number)
+        except (InvoiceNotFound, UndecodableEvent) as exc:
+            raise CommandError(str(exc)) from exc
+    if args.format == "json":
+        print(json.dumps(result.to_json(), sort_keys=True, ensure_ascii=False))
+        return 0 if result.ok else 1
+    out = print
+    out(
+        f"Invoice {result.invoice_number} ({result.kind}), issued {result.issue_date} "
+        f"({result.issued_at}) to {result.customer.get('name')}, cloud {result.cloud_id}"
+    )
+    out(f"  currency {result.currency} ({result.minor_units} minor units), tax {result.tax_rate}%")
+    event = result.event
+    if event is None:
+        out(f"  caused by {result.event_type} {result.event_id}: NOT IN THE LEDGER HISTORY")
+    else:
+        out(
+            f"  caused by {event.type} (event {result.event_id}), version {event.version} of the "
+            f"cloud, notification {event.notification_id}, at {event.timestamp.isoformat()} by "
+            f"{event.actor or '-'}"
+        )
+        if result.terms:
+            terms = result.terms
+            out(
+                f"  terms then: {terms.get('seat_price')} {terms.get('currency')} per seat and "
+                f"{terms.get('billing_period')} period, term start {terms.get('term_start')}, "
+                f"zone {terms.get('time_zone')}, tax {terms.get('tax_rate')}%"
+            )
+    if result.refused:
+        out(f"  the current code refuses to invoice this event: {result.refused}")
+    for line in result.lines:
+        out(f"  line {line.number}: {line.description}")
+        out(
+            f"    period [{line.period_start}, {line.period_end}): D = {line.period_days} days; "
+            f"charged from {line.charge_date}: R = {line.remaining_days} days"
+        )
+        out(f"    {line.formula} = {line.unrounded} (exact)")
+        out(f"    rounded once, half up, to {result.minor_units} places: {line.rounded}")
+        if line.quoted:
+            out(f"    {line.quoted}")
+        out(f"    charged {line.charged}; issued {line.issued_amount}")
+    if result.lines:
+        out(f"  net = sum of lines = {result.net} (issued {result.issued_net})")
+        out(
+            f"  tax = {result.net} x {result.tax_rate} / 100 = {result.tax_unrounded}, rounded "
+            f"half up: {result.tax} (issued {result.issued_tax})"
+        )
+        out(f"  gross = net + tax = {result.gross} (issued {result.issued_gross})")
+    if result.differences:
+        out("  DIFFERENCES between the issued invoice and its re-derivation:")
+        for difference in result.differences:
+            out(f"    {difference}")
+    else:
+        out("  the issued invoice matches its re-derivation" if result.ok else "")
+    return 0 if result.ok else 1
+
+
+# --------------------------------------------------------------------------------------------
+# replay
+
+
+def run_replay(args: argparse.Namespace) -> int:
+    from seatledger.audit.records import UndecodableEvent, dumps
+    from seatledger.audit.replay import Difference, replay
+
+    show_progress = args.progress == "always" or (args.progress == "auto" and sys.stderr.isatty())
+
+    def report(difference: Difference) -> None:
+        if args.format == "jsonl":
+            print(dumps({"difference": difference.to_json()}), flush=True)
+        else:
+            print(f"{difference.kind}: {difference.message}", flush=True)
+
+    with (
+        _open(args, "ledger") as ledger,
+        _open(args, "invoicer") as invoicer,
+        _progress_bar(show_progress) as progress,
+    ):
+        try:
+            result = replay(
+                ledger, invoicer, report=report, progress=progress, scratch_dir=args.scratch_dir
+            )
+        except UndecodableEvent as exc:
+            raise CommandError(str(exc)) from exc
+    summary = {
+        "ledger_events": result.ledger_events,
+        "billing_events": result.billing_events,
+        "invoices_derived": result.derived,
+        "invoices_issued": result.issued,
+        "matched": result.matched,
+        "differences": result.differences,
+        "by_kind": result.by_kind,
+        "series": result.series,
+        "ok": result.ok,
+    }
+    if args.format == "jsonl":
+        print(dumps({"summary": summary}))
+    else:
+        verdict = "all invoices match" if result.ok else f"{result.differences} differences"
+        print(
+            f"replayed {result.ledger_events} ledger events ({result.billing_events} billing "
+            f"events): {result.derived} invoices re-derived, {result.issued} issued, "
+            f"{result.matched} match; {verdict}"
+        )
+        for series, count in sorted(result.series.items()):
+            print(f"  series {series}: {count} numbers")
+    return 0 if result.ok else 1
+
+
+@contextmanager
+def _progress_bar(enabled: bool) -> Iterator[Any]:
+    if not enabled:
+        yield None
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+    with Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=Console(stderr=True),
+        transient=True,
+    ) as bar:
+        tasks: dict[str, Any] = {}
+
+        def update(stage: str, position: int, total: int) -> None:
+            if stage not in tasks:
+                tasks[stage] = bar.add_task(f"{stage} (notification)", total=total or None)
+            bar.update(tasks[stage], completed=position, total=total or None)
+
+        yield update
