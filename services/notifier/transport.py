@@ -12,6 +12,7 @@ A transport either returns (the message was accepted) or raises one of two error
 from __future__ import annotations
 
 import os
+import re
 import smtplib
 import ssl
 import tempfile
@@ -44,10 +45,14 @@ class Transport(Protocol):
         """Hand ``message`` over, or raise :class:`TransportFailure`."""
 
 
+_ADDRESS = re.compile(r"[^\s<>()\[\],;:\"@]+@[^\s<>()\[\],;:\"]+")
+
+
 def _reply_text(raw: bytes | str) -> str:
+    """A server reply as it may be recorded, logged and published: one line, bounded length,
+    and any e-mail address in it (servers often quote the recipient) replaced."""
     text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
-    # A reply is shown in the delivery's record: one line, bounded length.
-    return " ".join(text.split())[:300]
+    return _ADDRESS.sub("[address]", " ".join(text.split()))[:300]
 
 
 #: 5xx replies that refuse the *connection's* configuration, not the message: authentication

@@ -107,7 +107,9 @@ def test_a_4xx_reply_is_retried_and_delivered_once(make_notifier, smtp_server, s
 def test_a_550_reply_records_a_failed_event_and_is_never_retried(
     make_notifier, smtp_server, smtp_handler, clock
 ):
-    smtp_handler.rcpt_replies["gone@example.com"] = ["550 5.1.1 mailbox unavailable"]
+    smtp_handler.rcpt_replies["gone@example.com"] = [
+        "550 5.1.1 <gone@example.com>: mailbox unavailable"
+    ]
     smtp_server.start()
     notifier = make_notifier(clock=clock)
     invoice = make_invoice(email="gone@example.com")
@@ -128,6 +130,8 @@ def test_a_550_reply_records_a_failed_event_and_is_never_retried(
     assert data.invoice_id == invoice.invoice_id
     assert data.reason == "smtp_5xx"
     assert "550" in data.detail
+    assert "mailbox unavailable" in data.detail
+    assert "gone@example.com" not in data.detail
     assert failed.subject == str(invoice.cloud_id)
     registry = notifier.registry
     assert registry.get_sample_value("seatledger_notifier_emails_total", {"outcome": "failed"}) == 1
