@@ -9,7 +9,7 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from seatledger.auth import AuthError, Authenticator, InsecureConfiguration, mint_token
+from seatledger.auth import Authenticator, AuthError, InsecureConfiguration, mint_token
 from seatledger.cli import main
 from seatledger.config import DEV_JWT_SECRET, load_settings
 
@@ -50,7 +50,7 @@ def test_a_token_for_another_audience_or_issuer_is_refused(settings, auth):
 def test_alg_none_is_refused(auth):
     token = jwt.encode(
         {"sub": "u1", "iss": "seatledger", "aud": "seatledger", "exp": time.time() + 60},
-        None,
+        None,  # type: ignore[arg-type]
         algorithm="none",
     )
     with pytest.raises(AuthError, match="algorithm"):
@@ -76,7 +76,7 @@ def test_step_up_needs_pwd_and_a_recent_auth_time(settings, auth):
     with pytest.raises(AuthError) as missing:
         auth.require_step_up(plain)
     assert missing.value.error == "insufficient_user_authentication"
-    assert 'error="insufficient_user_authentication"' in missing.value.www_authenticate
+    assert 'error="insufficient_user_authentication"' in (missing.value.www_authenticate or "")
     stale = auth.verify(
         mint_token(settings, subject="u1", step_up=True, auth_time=time.time() - 301)
     )
@@ -121,7 +121,8 @@ def test_the_token_command_prints_a_verifiable_token(monkeypatch, capsys):
     token = capsys.readouterr().out.strip()
     auth = Authenticator(load_settings())
     principal = auth.verify(token)
-    assert principal.subject == "u7" and principal.has_scope("billing:audit")
+    assert principal.subject == "u7"
+    assert principal.has_scope("billing:audit")
     auth.require_step_up(principal)
 
 

@@ -6,6 +6,7 @@ import uuid
 from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 import pytest
 
@@ -29,6 +30,13 @@ from services.ledger.domain import (
 )
 
 OWNER = Actor("user", "owner-1")
+
+
+def drain(cloud: Cloud) -> list[Any]:
+    """The aggregate's new events (removed from its pending list)."""
+    return list(cloud.collect_events())
+
+
 T0 = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
 
 
@@ -56,12 +64,13 @@ def open_cloud(seats: int = 3, at: datetime = T0, **term_changes) -> Cloud:
 
 def test_opening_records_contract_opened_with_first_period_containing_the_local_date():
     cloud = open_cloud()
-    events = cloud.collect_events()
+    events = drain(cloud)
     assert [type(e).__name__ for e in events] == ["ContractOpened"]
     # Anchor day 31 clamps to Feb 28: the period containing Mar 10 is [Feb 28, Mar 31).
     assert cloud.current_period.start == date(2026, 2, 28)
     assert cloud.current_period.end == date(2026, 3, 31)
-    assert cloud.seats == 3 and cloud.licenses_free == 3
+    assert cloud.seats == 3
+    assert cloud.licenses_free == 3
 
 
 def test_a_term_starting_in_the_future_starts_with_its_first_period():
@@ -111,13 +120,13 @@ def test_guest_can_not_be_a_licensed_rights_group():
 
 def test_seats_only_grow_through_a_purchase():
     cloud = open_cloud(seats=3)
-    cloud.collect_events()
+    drain(cloud)
     for total in (3, 2):
         with pytest.raises(SeatsMustGrow):
             cloud.increase_seats(seats=total, actor=OWNER, at=T0)
-    assert cloud.collect_events() == []
+    assert drain(cloud) == []
     cloud.increase_seats(seats=5, actor=OWNER, at=T0)
-    (event,) = cloud.collect_events()
+    (event,) = drain(cloud)
     assert (event.seats_before, event.seats_after) == (3, 5)
     assert event.actor == OWNER
 
@@ -127,7 +136,7 @@ def test_a_purchase_is_prorated_with_the_shared_proration_and_the_local_charge_d
     # 23:30 UTC on Mar 10 is already Mar 11 in Berlin.
     late = datetime(2026, 3, 10, 23, 30, tzinfo=UTC)
     cloud.increase_seats(seats=5, actor=OWNER, at=late)
-    event = cloud.collect_events()[-1]
+    event = drain(cloud)[-1]
     assert event.charge_date == date(2026, 3, 11)
     expected = prorate(2, Decimal("31.00"), cloud.current_period, date(2026, 3, 11), "EUR")
     assert event.net == expected.net == Decimal("40.00")  # 2 x 31 x 20/31
@@ -139,7 +148,7 @@ def test_a_purchase_with_a_quote_honours_the_quoted_date_and_amount():
     cloud = open_cloud(seats=3)
     quote = HonouredQuote(uuid.uuid4(), date(2026, 3, 10), Decimal("42.00"))
     cloud.increase_seats(seats=4, actor=OWNER, at=T0 + timedelta(minutes=5), quote=quote)
-    event = cloud.collect_events()[-1]
+    event = drain(cloud)[-1]
     assert event.charge_date == date(2026, 3, 10)
     assert event.net == Decimal("42.00")
     assert event.quote == quote
@@ -157,7 +166,8 @@ def test_licenses_never_exceed_seats():
     cloud.assign_license(user_id="b", rights_group="employee", actor=OWNER, at=T0)
     with pytest.raises(NoFreeSeat):
         cloud.assign_license(user_id="c", rights_group="employee", actor=OWNER, at=T0)
-    assert cloud.licenses_assigned == 2 and cloud.licenses_free == 0
+    assert cloud.licenses_assigned == 2
+    assert cloud.licenses_free == 0
 
 
 def test_a_user_holds_at_most_one_license_per_cloud():
@@ -195,17 +205,17 @@ def test_releasing_a_user_who_holds_no_license_is_an_error():
         cloud.release_license(user_id="nobody", actor=OWNER, at=T0)
     cloud.assign_license(user_id="a", rights_group="admin", actor=OWNER, at=T0)
     cloud.release_license(user_id="a", actor=OWNER, at=T0)
-    released = cloud.collect_events()[-1]
+    released = drain(cloud)[-1]
     assert (released.previous_rights_group, released.licenses_assigned) == ("admin", 0)
     assert cloud.licenses_free == 3
 
 
 def test_renewal_catches_up_every_missed_period_once():
     cloud = open_cloud(seats=3)
-    cloud.collect_events()
+    drain(cloud)
     # From [Feb 28, Mar 31) to Jun 15: Mar 31, Apr 30, May 31 starts are due.
     renewed = cloud.renew_due(at=datetime(2026, 6, 15, tzinfo=UTC))
-    events = cloud.collect_events()
+    events = drain(cloud)
     assert renewed == 3
     assert [(e.period_start, e.period_end) for e in events] == [
         (date(2026, 3, 31), date(2026, 4, 30)),
@@ -228,15 +238,18 @@ def test_a_reduction_takes_effect_at_the_next_period_and_never_below_assigned_li
     for user in ("a", "b", "c"):
         cloud.assign_license(user_id=user, rights_group="employee", actor=OWNER, at=T0)
     cloud.schedule_reduction(seats=2, actor=OWNER, at=T0)
-    scheduled = cloud.collect_events()[-1]
+    scheduled = drain(cloud)[-1]
     assert scheduled.effective_date == date(2026, 3, 31)
     assert cloud.seats == 5  # unchanged until the period ends
     cloud.renew_due(at=datetime(2026, 4, 1, tzinfo=UTC))
-    renewal = cloud.collect_events()[-1]
+    renewal = drain(cloud)[-1]
     assert renewal.requested_seats == 2
     assert renewal.licenses_assigned == 3
-    assert renewal.seats == 3 and renewal.seats_before == 5 and renewal.reduction_applied
-    assert cloud.seats == 3 and cloud.scheduled_reduction is None
+    assert renewal.seats == 3
+    assert renewal.seats_before == 5
+    assert renewal.reduction_applied
+    assert cloud.seats == 3
+    assert cloud.scheduled_reduction is None
 
 
 def test_a_reduction_must_name_a_lower_total_of_at_least_one():
@@ -248,13 +261,11 @@ def test_a_reduction_must_name_a_lower_total_of_at_least_one():
 
 def test_changing_the_billing_email_records_only_a_change():
     cloud = open_cloud()
-    cloud.collect_events()
-    assert not cloud.change_billing_email(
-        billing_email="billing@acme.example", actor=OWNER, at=T0
-    )
+    drain(cloud)
+    assert not cloud.change_billing_email(billing_email="billing@acme.example", actor=OWNER, at=T0)
     assert cloud.change_billing_email(billing_email="ap@acme.example", actor=OWNER, at=T0)
     assert cloud.terms.billing_email == "ap@acme.example"
-    assert len(cloud.collect_events()) == 1
+    assert len(drain(cloud)) == 1
     with pytest.raises(InvalidBillingEmail):
         cloud.change_billing_email(billing_email="nope", actor=OWNER, at=T0)
 

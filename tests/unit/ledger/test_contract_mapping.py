@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, date, datetime
 from decimal import Decimal
+from typing import Any
 
 from schemas import ledger as contract
 from schemas.envelope import dataschema_uri
@@ -12,6 +13,13 @@ from services.ledger.contract import SOURCE, event_id, to_cloud_event
 from services.ledger.domain import Actor, Cloud, ContractTerms, HonouredQuote
 
 OWNER = Actor("user", "owner-1")
+
+
+def drain(cloud: Cloud) -> list[Any]:
+    """The aggregate's new events (removed from its pending list)."""
+    return list(cloud.collect_events())
+
+
 T0 = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
 
 
@@ -41,7 +49,7 @@ def a_cloud_with_every_event() -> tuple[Cloud, list]:
     cloud.schedule_reduction(seats=3, actor=OWNER, at=T0)
     cloud.change_billing_email(billing_email="ap@acme.example", actor=OWNER, at=T0)
     cloud.renew_due(at=datetime(2026, 4, 2, tzinfo=UTC))
-    return cloud, cloud.collect_events()
+    return cloud, drain(cloud)
 
 
 def test_every_ledger_event_maps_onto_its_contract_model():
@@ -60,14 +68,15 @@ def test_every_ledger_event_maps_onto_its_contract_model():
 
 
 def test_seats_increased_carries_charge_date_period_terms_and_quote():
-    cloud, events = a_cloud_with_every_event()
+    _cloud, events = a_cloud_with_every_event()
     envelope = to_cloud_event(events[1])
     data = contract.SeatsIncreased.model_validate(envelope.data)
     assert (data.seats_before, data.seats_after, data.seats_added) == (2, 4, 2)
     assert data.charge_date == date(2026, 3, 10)
     assert (data.period.start, data.period.end) == (date(2026, 3, 1), date(2026, 4, 1))
     assert data.terms.seat_price == Decimal("10.00")
-    assert data.quote is not None and data.quote.net == Decimal("14.19")
+    assert data.quote is not None
+    assert data.quote.net == Decimal("14.19")
     assert envelope.data["terms"]["seat_price"] == "10.00"  # money travels as strings
     assert envelope.time == T0
 
