@@ -3,13 +3,17 @@ the consumer position, redelivery, refusal, the lease and the crash window, the 
 
 from __future__ import annotations
 
+import json
 import random
 import uuid
 from datetime import timedelta
 from email import message_from_bytes
 from email.policy import default as default_policy
+from pathlib import Path
 
+import jsonschema
 import pytest
+from jsonschema import Draft202012Validator
 
 from schemas.envelope import CloudEvent
 from schemas.notifications import EmailFailed, EmailSent
@@ -176,6 +180,27 @@ def test_sent_and_failed_map_onto_the_published_outcome_events_and_nothing_else_
     assert sent.message_id == f"<invoice-{good.invoice_id}@seatledger.example>"
     assert (failed.invoice_id, failed.reason) == (bad.invoice_id, "invalid_address")
     assert "not an address" not in failed.detail
+
+
+def test_published_outcomes_validate_against_the_checked_in_json_schemas_alone(notifier):
+    deliver(notifier, make_invoice(), offset=0)
+    deliver(notifier, make_invoice(email="ap@example.com\nBcc: x@example.org"), offset=1)
+    notifier.sender.run_once()
+    folder = Path(__file__).resolve().parents[3] / "schemas" / "json"
+    envelope_schema = json.loads((folder / "cloudevent.json").read_text())
+
+    checked = 0
+    for notification in notifier.app.recorder.select_notifications(None, 100):
+        cloud_event = to_cloud_event(notifier.app.mapper.to_domain_event(notification))
+        if cloud_event is None:
+            continue
+        document = json.loads(cloud_event.to_json_bytes())
+        jsonschema.validate(document, envelope_schema, cls=Draft202012Validator)
+        data_schema = json.loads((folder / f"{document['type']}.json").read_text())
+        jsonschema.validate(document["data"], data_schema, cls=Draft202012Validator)
+        checked += 1
+
+    assert checked == 2
 
 
 def test_the_cloud_event_id_of_an_outcome_is_stable_across_readings(notifier):
