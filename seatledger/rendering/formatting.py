@@ -8,12 +8,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date
-from decimal import Decimal
+from decimal import ROUND_DOWN, Decimal
 
 from babel.dates import format_date
 from babel.numbers import format_currency, format_decimal
 
 from schemas.invoices import InvoiceIssued, InvoiceLine
+from seatledger.billing import minor_units
+
+#: Digits of an unrounded amount shown beyond the currency's minor units.
+UNROUNDED_EXTRA_DIGITS = 6
 
 #: The contract's locales and the Babel locale used to format numbers and dates in each.
 BABEL_LOCALES: dict[str, str] = {"de": "de_DE", "en": "en_GB"}
@@ -104,9 +108,18 @@ def format_money(amount: Decimal, currency: str, locale: str) -> str:
     ).replace("\u202f", "\u00a0")
 
 
-def format_exact(amount: Decimal, locale: str) -> str:
-    """An unrounded amount with every digit it has, e.g. ``12,3456789`` (de)."""
-    return format_decimal(amount, locale=babel_locale(locale), decimal_quantization=False)
+def format_exact(amount: Decimal, locale: str, max_decimals: int | None = None) -> str:
+    """An unrounded amount with every digit it has, e.g. ``12,3456789`` (de).
+
+    With ``max_decimals``, a longer fraction (a repeating one such as 1/3 carries 60 digits)
+    is cut, never rounded, and marked with an ellipsis: ``1,33333333…``."""
+    shown = amount
+    cut = False
+    if max_decimals is not None and -amount.as_tuple().exponent > max_decimals:  # type: ignore[operator]
+        shown = amount.quantize(Decimal(1).scaleb(-max_decimals), rounding=ROUND_DOWN)
+        cut = shown != amount
+    text = format_decimal(shown, locale=babel_locale(locale), decimal_quantization=False)
+    return text + "…" if cut else text
 
 
 def format_percent(rate: Decimal, locale: str) -> str:
@@ -164,7 +177,11 @@ def _line_view(line: InvoiceLine, currency: str, locale: str) -> LineView:
         unit_price=format_money(line.unit_price, currency, locale),
         period=period,
         days=f"{line.remaining_days} / {line.period_days}",
-        unrounded=format_exact(line.unrounded_amount, locale),
+        unrounded=format_exact(
+            line.unrounded_amount,
+            locale,
+            max_decimals=minor_units(currency) + UNROUNDED_EXTRA_DIGITS,
+        ),
         amount=format_money(line.amount, currency, locale),
     )
 

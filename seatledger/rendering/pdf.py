@@ -102,7 +102,7 @@ def _story(view: InvoiceView) -> list[object]:
         rows.append([_p(values[c], st["cell_right" if c in right else "cell"]) for c in columns])
     lines = Table(
         rows,
-        colWidths=[34 * mm, 13 * mm, 22 * mm, 38 * mm, 16 * mm, 24 * mm, 23 * mm],
+        colWidths=[30 * mm, 15 * mm, 22 * mm, 35 * mm, 13 * mm, 31 * mm, 24 * mm],
         repeatRows=1,
         hAlign="LEFT",
     )

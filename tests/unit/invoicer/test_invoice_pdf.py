@@ -104,3 +104,29 @@ def test_money_is_formatted_per_locale_without_rounding_again(amount, currency, 
 def test_an_unsupported_locale_is_refused():
     with pytest.raises(ValueError, match="unsupported locale"):
         format_money(Decimal(1), "EUR", "fr")
+
+
+def test_an_unrounded_amount_is_shown_exactly_or_cut_with_an_ellipsis_never_rounded():
+    from seatledger.rendering import format_exact
+
+    assert format_exact(Decimal("5.005"), "de", max_decimals=8) == "5,005"
+    third = Decimal(4) / Decimal(3)
+    assert format_exact(third, "en", max_decimals=8) == "1.33333333…"
+    assert format_exact(Decimal("0.6666666666666"), "de", max_decimals=8) == "0,66666666…"
+
+
+def test_the_pdf_line_shows_quantity_unit_price_period_r_and_d_and_both_amounts():
+    invoice = _invoice("en")
+    line = invoice.lines[0].model_copy(
+        update={
+            "unrounded_amount": Decimal(370) + Decimal(1) / Decimal(3),
+            "amount": Decimal("370.33"),
+        }
+    )
+    text = " ".join(_text(render_invoice_pdf(invoice.model_copy(update={"lines": [line]}))).split())
+    assert "370.33333333…" in text  # unrounded, cut not rounded
+    assert "€370.33" in text  # rounded
+    assert "€1,234.50" in text  # unit price
+    assert "3 / 30" in text  # R / D
+    assert "1 Nov 2026 – 30 Nov 2026" in text  # the period, its last day inclusive
+    assert "charged from 28 Nov 2026" in text
