@@ -200,6 +200,29 @@ class Invoicer:
 
         return {"invoicer-consumer": consume, "invoicer-relay": publish, "invoicer-lag": sample}
 
+    def embedded_workers(
+        self,
+        ledger_app: Application[Any],
+        ledger_mapper: Mapper,
+        *,
+        lag_interval_s: float = 15.0,
+        **follower_options: Any,
+    ) -> dict[str, Work]:
+        """The background work of the embedded default (``seatledger serve``): follow the
+        ledger's notification log and sample the lag. Without a broker there is no relay:
+        the notifier follows the invoicer's notification log the same way."""
+        follower = self.follower(ledger_app, ledger_mapper, **follower_options)
+
+        def sample(stop: threading.Event) -> None:
+            while not stop.is_set():
+                try:
+                    self.sample_follower_lag(ledger_app)
+                except Exception as exc:
+                    log.warning("lag_sampling_failed", error=repr(exc))
+                stop.wait(lag_interval_s)
+
+        return {"invoicer-follower": follower.run, "invoicer-lag": sample}
+
     def router(self) -> APIRouter:
         """The HTTP API's routes (see :mod:`services.invoicer.api`), for an app that serves
         several services (the embedded default)."""

@@ -193,3 +193,13 @@ def test_the_handler_refuses_an_event_that_contradicts_its_terms_as_poison(app):
     bad_subject = cloud_event.model_copy(update={"subject": str(uuid.uuid4())})
     with pytest.raises(PoisonMessage, match="subject"):
         handler(bad_subject, event, Position("t:0", 0))
+
+
+def test_a_long_series_is_loaded_from_snapshots_and_keeps_counting(app):
+    for offset in range(205):
+        app.issue(_purchase(), Position("p", offset))
+    assert app.series_count(2026) == 205
+    series_id = app._series(2026).id
+    snapshots = list(app.snapshots.get(series_id))
+    assert [s.originator_version for s in snapshots] == [100, 200]
+    assert app.issue(_purchase(), Position("p", 205)).invoice.number == "SL-2026-000206"
