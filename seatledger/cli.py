@@ -16,6 +16,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "seatledger.commands.infra",
     "seatledger.commands.token",
     "seatledger.commands.audit",
+    "seatledger.commands.serve",
 )
 
 
