@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
+from collections.abc import Callable
 from typing import Any
+from uuid import UUID
 
 import psycopg
 from psycopg import sql
@@ -41,3 +44,91 @@ def execute(env: dict[str, str], app: str, statement: str, params: tuple[Any, ..
         autocommit=True,
     ) as conn:
         conn.execute(query, params)
+
+
+def _state_of(env: dict[str, str], app: str, notification_id: int) -> tuple[Any, ...]:
+    from seatledger.audit.store import open_store
+
+    store = open_store(env, app)
+    try:
+        rows = list(store.iter_events(after=notification_id - 1, upto=notification_id))
+    finally:
+        store.close()
+    assert len(rows) == 1, f"no event {notification_id} in {app}"
+    row = rows[0]
+    return row.originator_id, row.originator_version, row.topic, row.state
+
+
+def rewrite_state(
+    env: dict[str, str], app: str, notification_id: int, change: Any
+) -> Callable[[], None]:
+    """Rewrite one stored event's JSON state with ``change(state_dict)``; returns an undo."""
+    _, _, _, original = _state_of(env, app, notification_id)
+    state = json.loads(original)
+    change(state)
+    forged = json.dumps(state, separators=(",", ":"), ensure_ascii=False).encode()
+    assert forged != original
+    execute(env, app, "UPDATE {events} SET state = %s WHERE {id} = %s", (forged, notification_id))
+
+    def undo() -> None:
+        execute(
+            env, app, "UPDATE {events} SET state = %s WHERE {id} = %s", (original, notification_id)
+        )
+
+    return undo
+
+
+def _id_param(env: dict[str, str], originator_id: str) -> Any:
+    if env["PERSISTENCE_MODULE"] == "eventsourcing.sqlite":
+        return UUID(originator_id).hex
+    return UUID(originator_id)
+
+
+def insert_event(
+    env: dict[str, str],
+    app: str,
+    originator_id: str,
+    version: int,
+    topic: str,
+    state: bytes,
+    notification_id: int | None = None,
+) -> Callable[[], None]:
+    """Insert a stored event directly (at the end of the log, or at ``notification_id``);
+    returns an undo."""
+    if notification_id is None:
+        execute(
+            env,
+            app,
+            "INSERT INTO {events} (originator_id, originator_version, topic, state) "
+            "VALUES (%s, %s, %s, %s)",
+            (_id_param(env, originator_id), version, topic, state),
+        )
+    else:
+        execute(
+            env,
+            app,
+            "INSERT INTO {events} ({id}, originator_id, originator_version, topic, state) "
+            "VALUES (%s, %s, %s, %s, %s)",
+            (notification_id, _id_param(env, originator_id), version, topic, state),
+        )
+
+    def undo() -> None:
+        execute(
+            env,
+            app,
+            "DELETE FROM {events} WHERE originator_id = %s AND originator_version = %s",
+            (_id_param(env, originator_id), version),
+        )
+
+    return undo
+
+
+def delete_event(env: dict[str, str], app: str, notification_id: int) -> Callable[[], None]:
+    """Delete one stored event; returns an undo that puts it back under the same id."""
+    originator_id, version, topic, state = _state_of(env, app, notification_id)
+    execute(env, app, "DELETE FROM {events} WHERE {id} = %s", (notification_id,))
+
+    def undo() -> None:
+        insert_event(env, app, originator_id, version, topic, state, notification_id)
+
+    return undo
