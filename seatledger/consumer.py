@@ -271,20 +271,22 @@ class TrackedConsumer:
                 sleep_unless_stopped(self._stop, delay)
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        starts: dict[tuple[str, int], int | None] = {}
         for tp in partitions:
             source = f"{tp.topic}:{tp.partition}"
             stored = self._stored_position(source)
             if stored is None:
                 tp.offset = OFFSET_BEGINNING
-                self._next[(tp.topic, tp.partition)] = None
+                starts[(tp.topic, tp.partition)] = None
             else:
                 tp.offset = stored + 1
-                self._next[(tp.topic, tp.partition)] = stored + 1
+                starts[(tp.topic, tp.partition)] = stored + 1
                 self._metrics.position.labels(self.name, source).set(stored)
         if self._cooperative:
             consumer.incremental_assign(partitions)
         else:
             consumer.assign(partitions)
+        self._next.update(starts)
         _log.info(
             "partitions assigned",
             consumer=self.name,

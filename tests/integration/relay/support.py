@@ -13,13 +13,14 @@ from typing import Any
 from uuid import UUID
 
 from confluent_kafka import Consumer
-from eventsourcing.application import Application
+from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.domain import Aggregate, event
 
 from schemas.envelope import CloudEvent
 from schemas.ledger import Actor, LicenseAssigned
 from seatledger.kafka import consumer_config
 from seatledger.persistence import application_env, ensure_postgres_schema
+from seatledger.tracking import Position, TrackedApplication
 
 
 class Desk(Aggregate):
@@ -123,3 +124,54 @@ def assign_many(app: DeskApp, desks: list[Desk], per_desk: int) -> None:
         for n in range(per_desk):
             desk.assign(f"user-{desk.assigned + n}")
     app.save(*desks)
+
+
+# -- a consuming service ------------------------------------------------------------------------
+
+_TALLY_NAMESPACE = uuid.UUID("6f1d8f4e-8f5e-4c55-9c1e-3c0f0b5d9a11")
+
+
+class Tally(Aggregate):
+    """What a consumer saw of one cloud: the event ids, in the order it processed them."""
+
+    @staticmethod
+    def create_id(cloud_id: str) -> UUID:
+        return uuid.uuid5(_TALLY_NAMESPACE, cloud_id)
+
+    @event("Started")
+    def __init__(self, cloud_id: str) -> None:
+        self.event_ids: list[str] = []
+
+    @event("Counted")
+    def count(self, event_id: str) -> None:
+        self.event_ids.append(event_id)
+
+
+class TallyApp(TrackedApplication):
+    """A consumer's own store: one tally per cloud, saved with the message's position."""
+
+    name = "tally"
+
+    def record(self, cloud_event: CloudEvent, position: Position) -> bool:
+        tally_id = Tally.create_id(cloud_event.subject)
+        try:
+            tally: Tally = self.repository.get(tally_id)
+        except AggregateNotFoundError:
+            tally = Tally(cloud_event.subject)
+        tally.count(cloud_event.id)
+        return self.save_tracked(position, tally)
+
+    def seen(self, cloud_id: str) -> list[str]:
+        try:
+            tally: Tally = self.repository.get(Tally.create_id(cloud_id))
+        except AggregateNotFoundError:
+            return []
+        return tally.event_ids
+
+
+def tally_app(database_url: str, tmp_path: Any = None) -> TallyApp:
+    from pathlib import Path
+
+    env = application_env(database_url, "tally", Path(str(tmp_path or "var")))
+    ensure_postgres_schema(env)
+    return TallyApp(env=env)
