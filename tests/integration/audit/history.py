@@ -166,10 +166,10 @@ def build_history(
                     counts["refused"] += 1  # a refused command records nothing
             # Seat counts move with renewals (reductions); read them back.
             for cloud_id in ids:
-                cloud = components.app.find(cloud_id)
-                assert cloud is not None
-                seats[cloud_id] = cloud.seats
-                users[cloud_id] = sorted(cloud.licenses)
+                current = components.app.find(cloud_id)
+                assert current is not None
+                seats[cloud_id] = current.seats
+                users[cloud_id] = sorted(current.licenses)
             # The invoicer follows a moment later, as in the embedded default.
             clock.now += timedelta(seconds=2)
             follower.catch_up(timeout_s=120)
