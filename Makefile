@@ -11,7 +11,7 @@ UV := $(shell command -v uv 2>/dev/null || echo "$(HOME)/.local/bin/uv")
 PY := .venv/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: help uv sync up down reset status lint format test test-unit test-integration test-e2e
+.PHONY: help uv sync demo serve up down reset status lint format test test-unit test-integration test-e2e
 
 help:
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -e 's/:.*## /\t/' | column -t -s $$'\t'
@@ -24,6 +24,12 @@ uv:
 
 sync: uv ## install the locked Python environment into .venv
 	@"$$(command -v uv || echo $(UV))" sync --frozen --python python3.11 --quiet
+
+demo: sync ## set up and walk through the seat-license story (embedded default, no servers needed)
+	@.venv/bin/seatledger demo
+
+serve: sync ## run the whole product in one process on SQLite (http://127.0.0.1:8000/docs)
+	@.venv/bin/seatledger serve
 
 up: sync ## install (if missing) and start PostgreSQL, Kafka and an SMTP sink
 	@deploy/local/up.sh

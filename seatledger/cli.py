@@ -17,6 +17,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "seatledger.commands.token",
     "seatledger.commands.audit",
     "seatledger.commands.serve",
+    "seatledger.commands.demo",
 )
 
 

@@ -46,18 +46,15 @@ def chain_keeper_worker(
     env = application_env(settings.database_url, app_name, settings.data_dir)
     checkpoints = Path(settings.data_dir) / "audit" / f"{app_name}-checkpoints.jsonl"
     checkpoints.parent.mkdir(parents=True, exist_ok=True)
-    keeper = ChainKeeper.open(env, app_name, publish=JsonLinesPublisher(checkpoints))
-
-    def step() -> bool:
-        return keeper.extend() > 0
-
-    work = polling(step, idle_s=interval_s)
 
     def run(stop: Any) -> None:
+        # Opened in the worker's own thread: a SQLite connection belongs to its thread.
+        keeper = ChainKeeper.open(env, app_name, publish=JsonLinesPublisher(checkpoints))
         try:
-            work(stop)
-        finally:
+            polling(lambda: keeper.extend() > 0, idle_s=interval_s)(stop)
             keeper.checkpoint()
+        finally:
+            keeper.close()
 
     supervisor.add(f"{app_name}-chain", run)
 
