@@ -34,6 +34,7 @@ from seatledger.billing import (
     period_containing,
     prorate,
     renewal_net,
+    round_half_up,
     tax_amount,
 )
 from services.invoicer.domain.model import (
@@ -157,10 +158,16 @@ def seat_purchase_invoice(event: SeatsIncreased, event_id: UUID) -> InvoiceDraft
     amount = proration.net
     deviation: Decimal | None = None
     quote_id = event.quote.quote_id if event.quote else None
-    if event.quote is not None and event.quote.net != proration.net:
-        # The quote is a promise: the purchase is charged exactly the quoted amount.
-        deviation = event.quote.net - proration.net
-        amount = event.quote.net
+    if event.quote is not None:
+        quoted = event.quote.net
+        if quoted < 0 or round_half_up(quoted, terms.currency) != quoted:
+            raise InvalidBillingEventError(
+                f"quoted net {quoted} is not an amount in {terms.currency}'s minor units"
+            )
+        if quoted != proration.net:
+            # The quote is a promise: the purchase is charged exactly the quoted amount.
+            deviation = quoted - proration.net
+            amount = round_half_up(quoted, terms.currency)
     line = InvoiceLine(
         kind="seat_purchase",
         description=_describe("seat_purchase", terms.locale, event.seats_added, quote_id),

@@ -224,3 +224,17 @@ def test_rederiving_from_the_ledger_history_gives_one_invoice_per_purchase_and_p
     assert [d.kind for d in drafts] == ["seat_purchase", "renewal"]
     assert drafts[0] == seat_purchase_invoice(purchase, purchase_id)
     assert drafts[1] == renewal_invoice(renewal, renewal_id)
+
+
+def test_a_quoted_net_keeps_the_currencys_scale_and_a_fraction_of_a_cent_is_refused():
+    event = seats_increased(date(2026, 11, 20), added=3)
+    short = QuoteHonoured(
+        quote_id=uuid.uuid4(), charge_date=date(2026, 11, 20), net=Decimal("29.9")
+    )
+    draft = seat_purchase_invoice(event.model_copy(update={"quote": short}), uuid.uuid4())
+    assert str(draft.net) == "29.90"
+    broken = QuoteHonoured(
+        quote_id=uuid.uuid4(), charge_date=date(2026, 11, 20), net=Decimal("29.995")
+    )
+    with pytest.raises(InvalidBillingEventError, match="minor units"):
+        seat_purchase_invoice(event.model_copy(update={"quote": broken}), uuid.uuid4())
