@@ -7,9 +7,9 @@ are not logged). Routes add fields with :func:`annotate`.
 
 from __future__ import annotations
 
+import random
 import re
 import time
-import uuid
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
@@ -79,7 +79,8 @@ class RequestLogMiddleware:
                 if _SAFE_REQUEST_ID.match(candidate):
                     request_id = candidate
                 break
-        request_id = request_id or uuid.uuid4().hex
+        # Not a secret, only unique: 128 random bits without a system call per request.
+        request_id = request_id or f"{random.getrandbits(128):032x}"
         scope.setdefault("state", {})[_LOG_FIELDS] = {}
         status = 500
 

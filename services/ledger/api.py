@@ -375,8 +375,8 @@ def build_router(service: LedgerService, authenticator: Authenticator) -> APIRou
     @router.post("/clouds/{cloud_id}/licenses", status_code=201, summary="Assign a license")
     async def assign(
         cloud_id: UUID, body: LicenseBody, principal: CurrentPrincipal
-    ) -> dict[str, Any]:
-        cloud = await _await(
+    ) -> JSONResponse:
+        change = await _await(
             service.submit_assign(
                 cloud_id,
                 body.user_id,
@@ -385,15 +385,18 @@ def build_router(service: LedgerService, authenticator: Authenticator) -> APIRou
                 authorize=guarded(principal, owner=True, scopes=(SCOPE_LICENSES,)),
             )
         )
-        return {
-            "cloud_id": str(cloud.id),
-            "user_id": body.user_id,
-            "rights_group": body.rights_group,
-            "seats": cloud.seats,
-            "licenses_assigned": cloud.licenses_assigned,
-            "licenses_free": cloud.licenses_free,
-            "version": cloud.version,
-        }
+        return JSONResponse(
+            {
+                "cloud_id": str(change.cloud_id),
+                "user_id": body.user_id,
+                "rights_group": body.rights_group,
+                "seats": change.seats,
+                "licenses_assigned": change.licenses_assigned,
+                "licenses_free": change.licenses_free,
+                "version": change.version,
+            },
+            status_code=201,
+        )
 
     @router.delete(
         "/clouds/{cloud_id}/licenses/{user_id}", status_code=204, summary="Release a license"

@@ -15,10 +15,12 @@ Metrics observe from outside through :class:`LedgerObserver`.
 
 from __future__ import annotations
 
+import copy
 import queue
 import threading
 import time
 import uuid
+from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, replace
@@ -223,9 +225,12 @@ class GroupCommitter:
         observer: LedgerObserver | None = None,
         max_batch: int = 200,
         max_attempts: int = 8,
+        cache_size: int = 10_000,
     ) -> None:
         self.app = app
         self.clock = clock
+        self.cache_size = cache_size
+        self._cache: OrderedDict[UUID, Cloud] = OrderedDict()
         self.observer: LedgerObserver = observer or NullObserver()
         self.max_batch = max_batch
         self.max_attempts = max_attempts
@@ -296,15 +301,41 @@ class GroupCommitter:
             if left is not None:
                 left.future.set_exception(LedgerUnavailable("the ledger is shutting down"))
 
-    def _process(self, batch: list[_Job]) -> None:
+    def _load(self, cloud_id: UUID) -> tuple[Cloud | None, bool]:
+        """The cloud and whether it was read from the store just now (True) or taken from
+        this committer's cache of clouds it saved (False, possibly behind other writers)."""
+        cached = self._cache.get(cloud_id)
+        if cached is not None:
+            self._cache.move_to_end(cloud_id)
+            return cached, False
+        return self.app.find(cloud_id), True
+
+    def _remember(self, cloud: Cloud) -> None:
+        self._cache[cloud.id] = cloud
+        self._cache.move_to_end(cloud.id)
+        while len(self._cache) > self.cache_size:
+            self._cache.popitem(last=False)
+
+    def _process(self, batch: list[_Job], *, fresh_only: bool = False) -> None:
+        """Run a batch and save its events in one transaction.
+
+        Clouds come from a cache of what this committer saved last. A stale cloud cannot slip
+        through: new events of a stale cloud clash on version with the other writer's and the
+        whole batch is reloaded from the store and run again. Commands that recorded nothing on
+        a cached cloud (a refusal, a no-op) are not verified by the save, so they run once more
+        on a fresh read before they are answered.
+        """
         for _attempt in range(self.max_attempts):
             now = self.clock()
             clouds: dict[UUID, Cloud | None] = {}
+            from_store: dict[UUID, bool] = {}
             outcomes: list[tuple[_Job, Any, BaseException | None]] = []
             for job in batch:
                 if job.cloud_id not in clouds:
                     try:
-                        clouds[job.cloud_id] = self.app.find(job.cloud_id)
+                        if fresh_only:
+                            self._cache.pop(job.cloud_id, None)
+                        clouds[job.cloud_id], from_store[job.cloud_id] = self._load(job.cloud_id)
                     except Exception as exc:
                         outcomes.append((job, None, exc))
                         continue
@@ -323,17 +354,35 @@ class GroupCommitter:
                     self.app.save(*dirty)
             except IntegrityError:
                 self.observer.conflict()
+                for cloud_id in clouds:
+                    self._cache.pop(cloud_id, None)
+                fresh_only = True
                 continue
             except Exception as exc:
+                for cloud_id in clouds:
+                    self._cache.pop(cloud_id, None)
                 for job, _, _ in outcomes:
                     self._finish(job, None, LedgerUnavailable(f"the event store failed: {exc}"))
                 return
+            saved = {c.id for c in dirty}
+            for cloud in dirty:
+                self._remember(cloud)
             if names:
                 self.observer.events_appended(names)
-            self.observer.batch_saved(len(batch))
+                self.observer.batch_saved(len(batch))
+            unverified: list[_Job] = []
             for job, result, error in outcomes:
-                self._finish(job, result, error)
+                if job.cloud_id not in saved and not from_store.get(job.cloud_id, True):
+                    unverified.append(job)
+                else:
+                    self._finish(job, result, error)
+            if unverified:
+                for job in unverified:
+                    self._cache.pop(job.cloud_id, None)
+                self._process(unverified, fresh_only=True)
             return
+        for cloud_id in {job.cloud_id for job in batch}:
+            self._cache.pop(cloud_id, None)
         for job in batch:
             self._finish(
                 job,
@@ -529,6 +578,31 @@ class CloudIndex:
 # The use cases.
 
 
+def snapshot(cloud: Cloud) -> Cloud:
+    """A copy of ``cloud`` for answering: the committer goes on changing the original."""
+    copied = copy.copy(cloud)
+    copied.licenses = dict(cloud.licenses)
+    copied._pending_events = []
+    return copied
+
+
+@dataclass(frozen=True)
+class LicenseChange:
+    """What a license command answers (no copy of the whole cloud)."""
+
+    cloud_id: UUID
+    seats: int
+    licenses_assigned: int
+    licenses_free: int
+    version: int
+
+    @classmethod
+    def of(cls, cloud: Cloud) -> LicenseChange:
+        return cls(
+            cloud.id, cloud.seats, cloud.licenses_assigned, cloud.licenses_free, cloud.version
+        )
+
+
 @dataclass(frozen=True)
 class OpenCloud:
     cloud_id: UUID | None
@@ -575,7 +649,7 @@ class LedgerService:
                 )
                 if not same:
                     raise CloudAlreadyExists("a cloud with this id exists with other terms")
-                return None, (cloud, False)
+                return None, (snapshot(cloud), False)
             new = Cloud.open(
                 cloud_id=cloud_id,
                 terms=request.terms,
@@ -584,7 +658,7 @@ class LedgerService:
                 actor=actor,
                 at=now,
             )
-            return new, (new, True)
+            return new, (snapshot(new), True)
 
         return self.committer.submit("open_cloud", cloud_id, command)
 
@@ -639,7 +713,7 @@ class LedgerService:
             cloud.increase_seats(seats=seats, actor=actor, at=now, quote=honoured)
             event = cloud.pending_events[-1]
             assert isinstance(event, Cloud.SeatsIncreased)
-            return cloud, event
+            return snapshot(cloud), event
 
         return self._on_cloud("purchase_seats", cloud_id, change, authorize)
 
@@ -648,7 +722,7 @@ class LedgerService:
     ) -> Future[Cloud]:
         def change(cloud: Cloud, now: datetime) -> Cloud:
             cloud.schedule_reduction(seats=seats, actor=actor, at=now)
-            return cloud
+            return snapshot(cloud)
 
         return self._on_cloud("schedule_reduction", cloud_id, change, authorize)
 
@@ -660,19 +734,19 @@ class LedgerService:
         actor: Actor,
         *,
         authorize: Authorize | None = None,
-    ) -> Future[Cloud]:
-        def change(cloud: Cloud, now: datetime) -> Cloud:
+    ) -> Future[LicenseChange]:
+        def change(cloud: Cloud, now: datetime) -> LicenseChange:
             cloud.assign_license(user_id=user_id, rights_group=rights_group, actor=actor, at=now)
-            return cloud
+            return LicenseChange.of(cloud)
 
         return self._on_cloud("assign_license", cloud_id, change, authorize)
 
     def submit_release(
         self, cloud_id: UUID, user_id: str, actor: Actor, *, authorize: Authorize | None = None
-    ) -> Future[Cloud]:
-        def change(cloud: Cloud, now: datetime) -> Cloud:
+    ) -> Future[LicenseChange]:
+        def change(cloud: Cloud, now: datetime) -> LicenseChange:
             cloud.release_license(user_id=user_id, actor=actor, at=now)
-            return cloud
+            return LicenseChange.of(cloud)
 
         return self._on_cloud("release_license", cloud_id, change, authorize)
 
@@ -686,12 +760,12 @@ class LedgerService:
     ) -> Future[Cloud]:
         def change(cloud: Cloud, now: datetime) -> Cloud:
             cloud.change_billing_email(billing_email=billing_email, actor=actor, at=now)
-            return cloud
+            return snapshot(cloud)
 
         return self._on_cloud("change_billing_email", cloud_id, change, authorize)
 
     def submit_renewal(self, cloud_id: UUID) -> Future[Cloud]:
-        return self._on_cloud("renew", cloud_id, lambda cloud, now: cloud)
+        return self._on_cloud("renew", cloud_id, lambda cloud, now: snapshot(cloud))
 
     def wait(self, future: Future[R]) -> R:
         return future.result(self.command_timeout_s)

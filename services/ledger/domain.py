@@ -199,7 +199,7 @@ class Cloud(Aggregate):
         actor: Actor
 
         def apply(self, aggregate: Any) -> None:
-            aggregate.licenses = {**aggregate.licenses, self.user_id: self.rights_group}
+            aggregate.licenses[self.user_id] = self.rights_group
 
     class LicenseReleased(Aggregate.Event):
         user_id: str
@@ -209,9 +209,7 @@ class Cloud(Aggregate):
         actor: Actor
 
         def apply(self, aggregate: Any) -> None:
-            licenses = dict(aggregate.licenses)
-            del licenses[self.user_id]
-            aggregate.licenses = licenses
+            del aggregate.licenses[self.user_id]
 
     class PeriodRenewed(Aggregate.Event):
         period_index: int
