@@ -11,7 +11,7 @@ UV := $(shell command -v uv 2>/dev/null || echo "$(HOME)/.local/bin/uv")
 PY := .venv/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: help uv sync demo serve up down reset status lint format test test-unit test-integration test-e2e
+.PHONY: help uv sync demo serve services up down reset status lint format test test-unit test-integration test-e2e
 
 help:
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -e 's/:.*## /\t/' | column -t -s $$'\t'
@@ -34,7 +34,10 @@ serve: sync ## run the whole product in one process on SQLite (http://127.0.0.1:
 up: sync ## install (if missing) and start PostgreSQL, Kafka and an SMTP sink
 	@deploy/local/up.sh
 
-down: ## stop what make up started
+services: up ## run ledger, invoicer and notifier as three processes on the local infrastructure
+	@deploy/local/services.sh start
+
+down: ## stop what make up (and make services) started
 	@deploy/local/down.sh
 
 reset: ## stop the infrastructure and wipe its data
@@ -44,6 +47,7 @@ status: ## show what is running
 	@deploy/local/kafka.sh status || true
 	@deploy/local/postgres.sh status || true
 	@deploy/local/smtp.sh status || true
+	@deploy/local/services.sh status || true
 
 lint: sync ## ruff and mypy
 	@$(PY) -m ruff check .
