@@ -38,8 +38,9 @@ def main() -> None:
     consumer = invoicer.kafka_consumer(
         group_id=os.environ["INVOICER_GROUP_ID"],
         handler=handle,
-        # The broker's minimum: a killed member's partitions move on sooner.
-        consumer_overrides={"session.timeout.ms": 6000},
+        # Static membership: the restarted process takes over the killed member's partitions
+        # at once instead of waiting for its session to time out.
+        consumer_overrides={"session.timeout.ms": 6000, "group.instance.id": "invoicer-1"},
     )
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
