@@ -238,3 +238,42 @@ def test_a_quoted_net_keeps_the_currencys_scale_and_a_fraction_of_a_cent_is_refu
     )
     with pytest.raises(InvalidBillingEventError, match="minor units"):
         seat_purchase_invoice(event.model_copy(update={"quote": broken}), uuid.uuid4())
+
+
+@given(
+    currency=st.sampled_from(["EUR", "JPY", "KWD", "CHF"]),
+    price_units=st.integers(min_value=0, max_value=10**9),
+    tax_rate=st.decimals(min_value=0, max_value=30, places=1),
+    added=st.integers(min_value=1, max_value=1000),
+    term_start=st.dates(min_value=date(2020, 1, 1), max_value=date(2030, 12, 31)),
+    billing_period=st.sampled_from(["monthly", "annual"]),
+    offset_days=st.integers(min_value=0, max_value=2000),
+)
+def test_every_purchase_invoice_adds_up(
+    currency, price_units, tax_rate, added, term_start, billing_period, offset_days
+):
+    from datetime import timedelta
+
+    from seatledger.billing import minor_units, round_half_up, tax_amount
+
+    price = Decimal(price_units).scaleb(-minor_units(currency))
+    contract = terms(
+        currency=currency,
+        seat_price=price,
+        tax_rate=tax_rate,
+        term_start=term_start,
+        billing_period=billing_period,
+    )
+    event = seats_increased(
+        term_start + timedelta(days=offset_days), added=added, contract=contract
+    )
+    draft = seat_purchase_invoice(event, uuid.uuid4())
+    (line,) = draft.lines
+    assert line.amount == round_half_up(line.unrounded_amount, currency)
+    assert 1 <= line.remaining_days <= line.period_days
+    assert line.amount <= round_half_up(added * price, currency)
+    assert draft.net == line.amount
+    assert draft.tax == tax_amount(draft.net, tax_rate, currency)
+    assert draft.gross == draft.net + draft.tax
+    for amount in (draft.net, draft.tax, draft.gross):
+        assert -amount.as_tuple().exponent == minor_units(currency)  # type: ignore[operator]
