@@ -24,7 +24,7 @@ from seatledger.consumer import PoisonMessage
 from seatledger.logging import get_logger
 from seatledger.tracking import Position
 from services.invoicer.application import InvoicerApplication, IssueStatus
-from services.invoicer.domain import InvalidBillingEventError, generate_invoice
+from services.invoicer.domain import InvalidBillingEventError, InvoiceDraft, generate_invoice
 from services.invoicer.metrics import InvoicerMetrics
 
 log = get_logger("services.invoicer")
@@ -45,21 +45,11 @@ class LedgerEventHandler:
         self.on_issued = on_issued
 
     def __call__(self, cloud_event: CloudEvent, data: EventData, position: Position) -> None:
-        if not isinstance(data, LedgerEvent):
-            raise PoisonMessage(f"{cloud_event.type} is not a ledger event")
         try:
-            event_id = UUID(cloud_event.id)
-        except ValueError as exc:
-            raise PoisonMessage(f"event id {cloud_event.id!r} is not a UUID") from exc
-        if cloud_event.subject != str(data.cloud_id):
-            raise PoisonMessage(
-                f"subject {cloud_event.subject!r} is not the event's cloud {data.cloud_id}"
-            )
-        try:
-            draft = generate_invoice(data, event_id)
-        except InvalidBillingEventError as exc:
+            draft = self._draft(cloud_event, data)
+        except PoisonMessage:
             self._outcome("rejected")
-            raise PoisonMessage(str(exc)) from exc
+            raise
         if draft is None:
             self._outcome("ignored" if self.app.advance(position) else "duplicate")
             return
@@ -112,6 +102,24 @@ class LedgerEventHandler:
         )
         if self.on_issued is not None:
             self.on_issued(invoice.id)
+
+    @staticmethod
+    def _draft(cloud_event: CloudEvent, data: EventData) -> InvoiceDraft | None:
+        """The invoice ``data`` causes (None: none); :class:`PoisonMessage` if it never can."""
+        if not isinstance(data, LedgerEvent):
+            raise PoisonMessage(f"{cloud_event.type} is not a ledger event")
+        try:
+            event_id = UUID(cloud_event.id)
+        except ValueError as exc:
+            raise PoisonMessage(f"event id {cloud_event.id!r} is not a UUID") from exc
+        if cloud_event.subject != str(data.cloud_id):
+            raise PoisonMessage(
+                f"subject {cloud_event.subject!r} is not the event's cloud {data.cloud_id}"
+            )
+        try:
+            return generate_invoice(data, event_id)
+        except InvalidBillingEventError as exc:
+            raise PoisonMessage(str(exc)) from exc
 
     def _outcome(self, outcome: str) -> None:
         if self.metrics is not None:
