@@ -1,4 +1,9 @@
-"""``seatledger topics ensure``: create the product's topics and their dead-letter topics."""
+"""``seatledger topics ensure``: create the product's topics and their dead-letter topics.
+
+Idempotent: an existing topic is left as it is (its partition count in particular: growing it
+would move clouds to other partitions mid-stream). Topic names carry the deployment's
+``SEATLEDGER_KAFKA_TOPIC_PREFIX``.
+"""
 
 from __future__ import annotations
 
@@ -27,14 +32,17 @@ def run_ensure(args: argparse.Namespace) -> int:
     settings = load_settings()
     if not settings.kafka_bootstrap_servers:
         raise CommandError("SEATLEDGER_KAFKA_BOOTSTRAP_SERVERS is not set; there is no broker")
-    partitions = args.partitions or settings.kafka_topic_partitions
+    partitions = args.partitions if args.partitions is not None else settings.kafka_topic_partitions
     if partitions < 1:
         raise CommandError("--partitions must be at least 1")
     retention = (
         args.retention_ms if args.retention_ms is not None else settings.kafka_topic_retention_ms
     )
+    if retention < -1 or retention == 0:
+        raise CommandError("--retention-ms must be positive, or -1 to keep events forever")
     specs = []
-    for topic in PRODUCT_TOPICS:
+    for contract_topic in PRODUCT_TOPICS:
+        topic = settings.topic(contract_topic)
         specs.append(TopicSpec(topic, partitions, retention))
         specs.append(TopicSpec(dead_letter_topic(topic), partitions, retention))
     try:
