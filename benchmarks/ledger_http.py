@@ -45,12 +45,12 @@ DEFAULT_ADMIN_URL = "postgresql://seatledger:seatledger@127.0.0.1:5432/seatledge
 # Server process.
 
 
-def serve(port: int) -> None:
+def serve(port: int, workers: int) -> None:
     from seatledger.config import load_settings
     from services.ledger.bootstrap import serve_ledger
 
     settings = load_settings(http_port=port, http_host="127.0.0.1")
-    serve_ledger(settings, scheduler=False)
+    serve_ledger(settings, scheduler=False, workers=workers)
 
 
 # ------------------------------------------------------------------------------------------
@@ -153,6 +153,7 @@ def main() -> int:
     sub = parser.add_subparsers(dest="mode")
     s = sub.add_parser("serve")
     s.add_argument("--port", type=int, required=True)
+    s.add_argument("--workers", type=int, default=1)
     d = sub.add_parser("drive")
     d.add_argument("--port", type=int, required=True)
     d.add_argument("--token", required=True)
@@ -163,9 +164,10 @@ def main() -> int:
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--clouds", type=int, default=200)
     parser.add_argument("--warmup", type=int, default=2000)
+    parser.add_argument("--workers", type=int, default=1, help="ledger processes (uvicorn workers)")
     args = parser.parse_args()
     if args.mode == "serve":
-        serve(args.port)
+        serve(args.port, args.workers)
         return 0
     if args.mode == "drive":
         drive(args)
@@ -198,7 +200,7 @@ def orchestrate(args: argparse.Namespace) -> int:
     env.pop("SEATLEDGER_KAFKA_BOOTSTRAP_SERVERS", None)
     log_path = workdir / "server.log"
     server = subprocess.Popen(
-        [*_python(), __file__, "serve", "--port", str(port)],
+        [*_python(), __file__, "serve", "--port", str(port), "--workers", str(args.workers)],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=log_path.open("wb"),
@@ -273,7 +275,9 @@ def orchestrate(args: argparse.Namespace) -> int:
 
         if args.warmup:
             run_driver(args.warmup)
+        cpu_before = _cpu_seconds(server.pid)
         result = run_driver(args.requests)
+        server_cpu = _cpu_seconds(server.pid) - cpu_before
         with httpx.Client(base_url=base, timeout=30) as client:
             metrics = client.get("/metrics").text
         saves = _metric(metrics, "seatledger_ledger_commands_per_save_count")
@@ -290,6 +294,13 @@ def orchestrate(args: argparse.Namespace) -> int:
             f"p99 {result['p99_ms']} ms, max {result['max_ms']} ms"
         )
         print(f"  statuses: {result['statuses']}")
+        if args.workers == 1 and server_cpu > 0:
+            print(
+                f"  server CPU: {server_cpu:.1f} s, "
+                f"{1000 * server_cpu / result['requests']:.2f} ms per command "
+                f"(capacity of one core: {result['requests'] / server_cpu:.0f}/s)"
+            )
+        print(f"  load average during the run: {os.getloadavg()[0]:.1f}")
         if saves:
             print(
                 f"  group commit: {commands:.0f} commands in {saves:.0f} saves "
@@ -308,6 +319,12 @@ def orchestrate(args: argparse.Namespace) -> int:
             conn.execute(
                 sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
             )
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process (Linux ``/proc``)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _metric(text: str, name: str) -> float:

@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -86,6 +87,9 @@ class Authenticator:
         self.audience = settings.jwt_audience
         self.step_up_max_age_s = settings.step_up_max_age_s
         self.clock = clock
+        self.cache_size = 4096
+        self._verified: dict[str, tuple[Principal, float]] = {}
+        self._cache_lock = threading.Lock()
         self._secret = settings.jwt_secret.get_secret_value()
         self._jwks: jwt.PyJWKSet | None = None
         self._jwks_client: jwt.PyJWKClient | None = None
@@ -114,7 +118,25 @@ class Authenticator:
         raise AuthError("no key for the token's algorithm")
 
     def verify(self, token: str) -> Principal:
-        """The principal of a valid token; raises :class:`AuthError` (401) otherwise."""
+        """The principal of a valid token; raises :class:`AuthError` (401) otherwise.
+
+        A verified token is remembered until it expires (bounded LRU keyed by the whole token,
+        signature included), so a client reusing its token is not re-verified on every call.
+        """
+        cached = self._verified.get(token)
+        if cached is not None:
+            principal, expires = cached
+            if self.clock() < expires + LEEWAY_S:
+                return principal
+            self._verified.pop(token, None)
+        principal, expires = self._verify(token)
+        with self._cache_lock:
+            self._verified[token] = (principal, expires)
+            while len(self._verified) > self.cache_size:
+                self._verified.pop(next(iter(self._verified)))
+        return principal
+
+    def _verify(self, token: str) -> tuple[Principal, float]:
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError as exc:
@@ -150,12 +172,13 @@ class Authenticator:
         scopes = scope.split() if isinstance(scope, str) else list(scope or [])
         amr = claims.get("amr") or []
         auth_time = claims.get("auth_time")
-        return Principal(
+        principal = Principal(
             subject=subject,
             scopes=frozenset(str(s) for s in scopes),
             amr=tuple(str(m) for m in amr) if isinstance(amr, list) else (),
             auth_time=int(auth_time) if isinstance(auth_time, (int, float)) else None,
         )
+        return principal, float(claims["exp"])
 
     def verify_header(self, authorization: str | None) -> Principal:
         """The principal of an ``Authorization: Bearer ...`` header value."""

@@ -144,14 +144,43 @@ def create_ledger_app(
     )
 
 
-def serve_ledger(settings: Settings, *, scheduler: bool = True) -> None:
-    """Run the ledger's HTTP API (and its renewal scheduler) until interrupted."""
+def ledger_app_from_env() -> FastAPI:
+    """An app factory for ``uvicorn --factory`` (one per worker process): settings from the
+    environment, the group committer and the renewal scheduler started (schedulers on several
+    workers or nodes are safe: a period is renewed once)."""
+    from seatledger.config import load_settings
+    from seatledger.logging import configure_logging
+    from seatledger.metrics import new_registry
+
+    settings = load_settings()
+    configure_logging(settings.log_level, settings.log_format)
+    registry = new_registry("ledger")
+    components = build_ledger(settings, registry)
+    components.start()
+    return create_ledger_app(components, registry)
+
+
+def serve_ledger(settings: Settings, *, scheduler: bool = True, workers: int = 1) -> None:
+    """Run the ledger's HTTP API (and its renewal scheduler) until interrupted. With
+    ``workers > 1`` uvicorn runs that many processes, each built by
+    :func:`ledger_app_from_env` from the environment (stateless nodes over one store)."""
     import uvicorn
 
     from seatledger.logging import configure_logging
     from seatledger.metrics import new_registry
 
     configure_logging(settings.log_level, settings.log_format)
+    if workers > 1:
+        uvicorn.run(
+            "services.ledger.bootstrap:ledger_app_from_env",
+            factory=True,
+            workers=workers,
+            host=settings.http_host,
+            port=settings.http_port,
+            log_level="warning",
+            access_log=False,
+        )
+        return
     registry = new_registry("ledger")
     components = build_ledger(settings, registry)
     components.start(scheduler=scheduler)
