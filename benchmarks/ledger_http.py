@@ -31,6 +31,7 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -81,7 +82,9 @@ def _raw(method: str, path: str, token: str, body: bytes = b"") -> bytes:
     return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
 
 
-async def _drive(port: int, token: str, clouds: list[str], requests: int, connections: int) -> dict:
+async def _drive(
+    port: int, token: str, clouds: list[str], requests: int, connections: int
+) -> dict[str, Any]:
     latencies: list[float] = []
     statuses: dict[int, int] = {}
     counter = iter(range(requests))
@@ -249,7 +252,7 @@ def orchestrate(args: argparse.Namespace) -> int:
         clouds_file = workdir / "clouds.json"
         clouds_file.write_text(json.dumps(clouds))
 
-        def run_driver(requests: int) -> dict:
+        def run_driver(requests: int) -> dict[str, Any]:
             out = subprocess.run(
                 [
                     sys.executable,
@@ -271,7 +274,8 @@ def orchestrate(args: argparse.Namespace) -> int:
                 check=True,
                 cwd=ROOT,
             )
-            return json.loads(out.stdout)
+            parsed: dict[str, Any] = json.loads(out.stdout)
+            return parsed
 
         if args.warmup:
             run_driver(args.warmup)
