@@ -41,7 +41,7 @@ from typing import Any
 from uuid import UUID
 
 from seatledger.audit.records import decode_state, dumps, event_name
-from seatledger.audit.store import EventStore, StoredRow
+from seatledger.audit.store import EventStore, StoredRow, to_row
 
 _NUMBER_TAIL_DIGITS = 6
 _DECIMAL_FIELDS = ("unit_price", "unrounded_amount", "amount", "net", "tax", "gross", "tax_rate")
@@ -92,15 +92,6 @@ class Deriver:
     """Ledger stored events -> the invoices they cause, along the invoicer's own path."""
 
     def __init__(self) -> None:
-        from services.ledger.application import Ledger
-
-        # An in-memory application only for its mapper (the ledger's transcodings).
-        self._mapper = Ledger(env={"PERSISTENCE_MODULE": "eventsourcing.popo"}).mapper
-        self._no_invoice_topics: set[str] = set()
-
-    def derive(self, row: StoredRow) -> tuple[Any | None, str | None]:
-        """The invoice draft ``row`` causes (or None) and, for an event the invoicer refuses,
-        the reason."""
         from eventsourcing.persistence import StoredEvent
 
         from schemas.registry import ContractViolation, check_cloud_event
@@ -109,32 +100,47 @@ class Deriver:
             InvalidBillingEventError,
             generate_invoice,
         )
+        from services.ledger.application import Ledger
         from services.ledger.contract import to_cloud_event
 
-        if row.topic in self._no_invoice_topics:
+        # An in-memory application only for its mapper (the ledger's transcodings).
+        self._mapper = Ledger(env={"PERSISTENCE_MODULE": "eventsourcing.popo"}).mapper
+        self._stored_event = StoredEvent
+        self._to_cloud_event = to_cloud_event
+        self._check = check_cloud_event
+        self._violation = ContractViolation
+        self._billing = BillingEvent
+        self._refused = InvalidBillingEventError
+        self._generate = generate_invoice
+        self.no_invoice_topics: set[str] = set()
+
+    def derive(self, row: StoredRow) -> tuple[Any | None, str | None]:
+        """The invoice draft ``row`` causes (or None) and, for an event the invoicer refuses,
+        the reason."""
+        if row.topic in self.no_invoice_topics:
             return None, None
         domain_event = self._mapper.to_domain_event(
-            StoredEvent(
+            self._stored_event(
                 originator_id=UUID(row.originator_id),
                 originator_version=row.originator_version,
                 topic=row.topic,
                 state=row.state,
             )
         )
-        cloud_event = to_cloud_event(domain_event)
+        cloud_event = self._to_cloud_event(domain_event)
         if cloud_event is None:
-            self._no_invoice_topics.add(row.topic)
+            self.no_invoice_topics.add(row.topic)
             return None, None
         try:
-            parsed = check_cloud_event(cloud_event)
-        except ContractViolation as exc:
+            parsed = self._check(cloud_event)
+        except self._violation as exc:
             return None, f"the event breaks its contract: {exc}"
-        if not isinstance(parsed.data, BillingEvent):
-            self._no_invoice_topics.add(row.topic)
+        if not isinstance(parsed.data, self._billing):
+            self.no_invoice_topics.add(row.topic)
             return None, None
         try:
-            return generate_invoice(parsed.data, UUID(cloud_event.id)), None
-        except InvalidBillingEventError as exc:
+            return self._generate(parsed.data, UUID(cloud_event.id)), None
+        except self._refused as exc:
             return None, str(exc)
 
 
@@ -289,8 +295,15 @@ class Replay:
         total = self.ledger.max_notification_id()
         pending: list[tuple[str, int, str, str, str]] = []
         result = self.result
-        for row in self.ledger.iter_events(batch=_BATCH):
+        skip = deriver.no_invoice_topics
+        progress = self._progress
+        for raw in self.ledger.iter_raw(batch=_BATCH):
             result.ledger_events += 1
+            if progress is not None and result.ledger_events % 1000 == 0:
+                progress("ledger", int(raw[0]), total)
+            if raw[3] in skip:  # a kind of event that causes no invoice: not decoded again
+                continue
+            row = to_row(raw)
             draft, refused = deriver.derive(row)
             if refused is not None:
                 self._difference(
@@ -315,8 +328,6 @@ class Replay:
                 )
                 if len(pending) >= _BATCH:
                     self._insert_derived(scratch, pending)
-            if self._progress is not None and result.ledger_events % 1000 == 0:
-                self._progress("ledger", row.notification_id, total)
         self._insert_derived(scratch, pending)
         if self._progress is not None:
             self._progress("ledger", total, total)

@@ -89,6 +89,12 @@ def _bytes(value: Any) -> bytes:
     return bytes(value) if value is not None else b""
 
 
+def to_row(raw: tuple[Any, ...]) -> StoredRow:
+    """A row of :meth:`EventStore.iter_raw` as a :class:`StoredRow`."""
+    nid, oid, version, topic, state = raw
+    return StoredRow(int(nid), canonical_id(oid), int(version), topic, _bytes(state))
+
+
 class EventStore(Protocol):
     """What the audit tools need from one application's store."""
 
@@ -111,6 +117,13 @@ class EventStore(Protocol):
     ) -> Iterator[StoredRow]:
         """Stored events with ``after < notification_id <= upto`` in notification order
         (the first ``limit`` of them when given)."""
+
+    def iter_raw(
+        self, *, after: int = 0, upto: int | None = None, batch: int = 2000
+    ) -> Iterator[tuple[Any, ...]]:
+        """Like :meth:`iter_events`, but the rows as the database driver returns them
+        (``notification_id, originator_id, version, topic, state``): for readers that look at
+        the topic first and convert only the rows they need (:func:`to_row`)."""
 
     def events_of(self, originator_id: str) -> list[StoredRow]:
         """Every stored event of one aggregate, by version."""
@@ -217,7 +230,8 @@ class PostgresEventStore:
             with conn.transaction(), conn.cursor(name=f"audit_{self._counter}") as cursor:
                 cursor.itersize = batch
                 cursor.execute(query, params)
-                yield from cursor
+                while rows := cursor.fetchmany(batch):
+                    yield from rows
         finally:
             conn.close()
 
@@ -245,17 +259,36 @@ class PostgresEventStore:
             rows = self._conn.execute(self._sql(query, t=self.events_table), params).fetchall()
         else:
             rows = self._stream(self._sql(query, t=self.events_table), params, batch)
-        for nid, oid, version, topic, state in rows:
-            yield StoredRow(int(nid), canonical_id(oid), int(version), topic, _bytes(state))
+        for raw in rows:
+            yield to_row(raw)
+
+    def iter_raw(
+        self, *, after: int = 0, upto: int | None = None, batch: int = 2000
+    ) -> Iterator[tuple[Any, ...]]:
+        query = (
+            "SELECT notification_id, originator_id, originator_version, topic, state "
+            "FROM {t} WHERE notification_id > %s"
+        )
+        params: list[Any] = [after]
+        if upto is not None:
+            query += " AND notification_id <= %s"
+            params.append(upto)
+        query += " ORDER BY notification_id"
+        return self._stream(self._sql(query, t=self.events_table), params, batch)
 
     def events_of(self, originator_id: str) -> list[StoredRow]:
+        try:
+            key: Any = UUID(originator_id)
+            where = "originator_id = %s"  # the primary key's index
+        except ValueError:
+            key, where = originator_id, "originator_id::text = %s"
         cursor = self._conn.execute(
             self._sql(
                 "SELECT notification_id, originator_id, originator_version, topic, state "
-                "FROM {t} WHERE originator_id::text = %s ORDER BY originator_version",
+                f"FROM {{t}} WHERE {where} ORDER BY originator_version",
                 t=self.events_table,
             ),
-            (canonical_id(originator_id),),
+            (key,),
         )
         return [
             StoredRow(int(n), canonical_id(o), int(v), t, _bytes(s)) for n, o, v, t, s in cursor
@@ -477,8 +510,22 @@ class SQLiteEventStore:
             rows = self._conn.execute(query, params).fetchall()
         else:
             rows = self._stream(query, params, batch)
-        for nid, oid, version, topic, state in rows:
-            yield StoredRow(int(nid), canonical_id(oid), int(version), topic, _bytes(state))
+        for raw in rows:
+            yield to_row(raw)
+
+    def iter_raw(
+        self, *, after: int = 0, upto: int | None = None, batch: int = 2000
+    ) -> Iterator[tuple[Any, ...]]:
+        query = (
+            "SELECT rowid, originator_id, originator_version, topic, state "
+            f"FROM {SQLITE_EVENTS_TABLE} WHERE rowid > ?"
+        )
+        params: list[Any] = [after]
+        if upto is not None:
+            query += " AND rowid <= ?"
+            params.append(upto)
+        query += " ORDER BY rowid"
+        return self._stream(query, params, batch)
 
     def events_of(self, originator_id: str) -> list[StoredRow]:
         try:
