@@ -99,7 +99,8 @@ def build_embedded(
     invoicer = build_invoicer(settings, registry, clock=clock)
     notifier = build_notifier(settings, registry, clock=clock)
     supervisor = Supervisor(registry=registry)
-    supervisor.add("invoicer-follower", invoicer.follower(ledger.app, ledger_to_cloud_event).run)
+    for name, work in invoicer.embedded_workers(ledger.app, ledger_to_cloud_event).items():
+        supervisor.add(name, work)
     for name, work in notifier.embedded_workers(invoicer.app).items():
         supervisor.add(name, work)
     for app_name in ("ledger", "invoicer", "notifier"):

@@ -84,16 +84,17 @@ class Invoicer:
     def kafka_consumer(
         self,
         *,
-        group_id: str = CONSUMER_GROUP,
+        group_id: str | None = None,
         name: str = "invoicer",
         handler: Handler | None = None,
         **options: Any,
     ) -> TrackedConsumer:
-        """A member of the invoicer's consumer group on the ledger topic."""
+        """A member of the invoicer's consumer group on the ledger topic (the topic prefix
+        names a deployment; its consumer group is its own too)."""
         servers = self._kafka_servers()
         return TrackedConsumer(
             servers,
-            group_id,
+            group_id or self.settings.kafka_topic_prefix + CONSUMER_GROUP,
             [self.ledger_topic],
             handler or self.handler,
             self.app.position,
