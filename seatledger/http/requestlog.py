@@ -27,6 +27,7 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 REQUEST_ID_HEADER = "x-request-id"
 _SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 _LOG_FIELDS = "log_fields"
+_CLOUD_IN_PATH = re.compile(r"/clouds/([0-9a-fA-F-]{36})(?:/|$)")
 
 
 def annotate(request: Any, **fields: Any) -> None:
@@ -101,8 +102,12 @@ class RequestLogMiddleware:
             route = getattr(scope.get("route"), "path", None) or "unmatched"
             fields: dict[str, Any] = dict(scope.get("state", {}).get(_LOG_FIELDS, {}))
             path_params = scope.get("path_params") or {}
-            if "cloud_id" in path_params and "cloud_id" not in fields:
-                fields["cloud_id"] = str(path_params["cloud_id"])
+            if "cloud_id" not in fields:
+                if "cloud_id" in path_params:
+                    fields["cloud_id"] = str(path_params["cloud_id"])
+                elif match := _CLOUD_IN_PATH.search(scope.get("path", "")):
+                    # Answered before routing (e.g. an idempotent replay).
+                    fields["cloud_id"] = match.group(1)
             method = scope["method"]
             self.metrics.requests.labels(method, route, str(status)).inc()
             self.metrics.duration.labels(method, route).observe(duration)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import threading
 from concurrent.futures import Future
-from datetime import date
+from datetime import date, timedelta
 from typing import Any
 from uuid import UUID
 
@@ -60,6 +60,10 @@ class RenewalScheduler:
             self._next_due[cloud_id] = (cloud.current_period.end, cloud.terms.time_zone)
         if renewed:
             self.log.info("periods_renewed", count=renewed)
+        try:
+            self.service.quotes.purge_expired(now - timedelta(days=1))
+        except Exception as exc:
+            self.log.warning("quote_purge_failed", error_type=type(exc).__name__)
         return renewed
 
     def _loop(self) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from datetime import date
 from decimal import Decimal
+from uuid import UUID
 
 import pytest
 
@@ -295,3 +296,29 @@ def test_one_canonical_log_line_per_request_without_emails_or_tokens(ledger, cap
     assert "acme.example" not in err
     assert "Bearer" not in err
     assert "eyJ" not in err
+
+
+def test_expired_quotes_are_purged_by_the_scheduler(ledger):
+    cloud_id = ledger.open_cloud()["cloud_id"]
+    quote = ledger.client.post(
+        f"/v1/clouds/{cloud_id}/seat-quotes", json={"seats": 4}, headers=ledger.owner
+    ).json()
+    store = ledger.components.service.quotes
+    assert store.get(UUID(quote["quote_id"])) is not None
+    ledger.clock.advance(days=2)
+    ledger.components.scheduler.run_once()
+    assert store.get(UUID(quote["quote_id"])) is None
+
+
+def test_an_idempotent_replay_is_logged_with_its_cloud_id(ledger, capsys):
+    configure_logging("INFO", "json")
+    cloud_id = ledger.open_cloud()["cloud_id"]
+    headers = {**ledger.owner, "Idempotency-Key": "log-1"}
+    body = {"user_id": "a", "rights_group": "admin"}
+    ledger.client.post(f"/v1/clouds/{cloud_id}/licenses", json=body, headers=headers)
+    capsys.readouterr()
+    ledger.client.post(f"/v1/clouds/{cloud_id}/licenses", json=body, headers=headers)
+    lines = [json.loads(x) for x in capsys.readouterr().err.splitlines() if x.startswith("{")]
+    (replayed,) = [x for x in lines if x.get("event") == "request"]
+    assert replayed["cloud_id"] == cloud_id
+    assert replayed["status"] == 201
