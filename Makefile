@@ -11,7 +11,7 @@ UV := $(shell command -v uv 2>/dev/null || echo "$(HOME)/.local/bin/uv")
 PY := .venv/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: help uv sync demo serve services up down reset status lint format test test-unit test-integration test-e2e
+.PHONY: help uv sync demo serve services infra up down reset status lint format test test-unit test-integration test-e2e
 
 help:
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -e 's/:.*## /\t/' | column -t -s $$'\t'
@@ -61,11 +61,15 @@ format: sync ## apply ruff's formatting and fixable lints
 test-unit: sync ## unit tests only (no infrastructure)
 	@$(PY) -m pytest tests/unit $(PYTEST_ARGS)
 
-test: up lint ## set everything up and run the whole suite (unit, integration, e2e)
+infra: sync
+	@deploy/local/postgres.sh start
+	@deploy/local/kafka.sh start
+
+test: infra lint ## set everything up and run the whole suite (unit, integration, e2e)
 	@source deploy/local/env.sh && $(PY) -m pytest $(PYTEST_ARGS)
 
-test-integration: up
+test-integration: infra
 	@source deploy/local/env.sh && $(PY) -m pytest tests/integration $(PYTEST_ARGS)
 
-test-e2e: up
+test-e2e: infra
 	@source deploy/local/env.sh && $(PY) -m pytest tests/e2e $(PYTEST_ARGS)

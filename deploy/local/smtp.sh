@@ -18,6 +18,11 @@ start() {
     fi
     rm -f "$PIDFILE"
     if port_in_use "$SEATLEDGER_SMTP_HOST" "$SEATLEDGER_SMTP_PORT"; then
+        if "$SEATLEDGER_PYTHON" -c 'import smtplib,sys; smtplib.SMTP(sys.argv[1], int(sys.argv[2]), timeout=3).quit()' \
+                "$SEATLEDGER_SMTP_HOST" "$SEATLEDGER_SMTP_PORT" >/dev/null 2>&1; then
+            log "using the SMTP server already listening at $SEATLEDGER_SMTP_HOST:$SEATLEDGER_SMTP_PORT (not started here; stop leaves it running)"
+            return 0
+        fi
         die "port $SEATLEDGER_SMTP_PORT is in use by another program ($(port_owner "$SEATLEDGER_SMTP_PORT")); set SEATLEDGER_SMTP_SINK_PORT"
     fi
     [ -x "$SEATLEDGER_PYTHON" ] || die "no Python environment at $SEATLEDGER_PYTHON: run 'make sync' first"
