@@ -86,6 +86,7 @@ from seatledger.audit.store import (
     Checkpoint,
     EventStore,
     StoredRow,
+    StoreError,
     open_store,
 )
 
@@ -220,6 +221,7 @@ class ChainKeeper:
         self.publish = publish
         self.clock = clock
         self._ready = False
+        self._events_ready = False
         self._last_checkpoint: Checkpoint | None = None
 
     @classmethod
@@ -245,6 +247,13 @@ class ChainKeeper:
         error (nothing is written, 0 is returned).
         """
         self._prepare()
+        if not self._events_ready:
+            # The application may not have created its tables yet (a keeper started first).
+            try:
+                self.store.check_exists()
+            except StoreError:
+                return 0
+            self._events_ready = True
         chained = 0
         while chained < limit:
             head, _ = self.store.chain_head()
