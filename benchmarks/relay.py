@@ -198,6 +198,8 @@ def main() -> None:
         total = args.clouds * per_cloud
         took = time.perf_counter() - started
         print(f"stored {total} events on {args.clouds} clouds in {took:.1f} s")
+        load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+        print(f"machine: {os.cpu_count()} cores, load average {load} (other work shares them)")
 
         relay = OutboxRelay(
             app,

@@ -143,7 +143,7 @@ class _Batch:
     expected: int = 0
     acked: int = 0
     errors: list[str] = field(default_factory=list)
-    newest_timestamp: Any = None
+    newest_created: float | None = None
 
     def on_delivery(self, err: KafkaError | None, _msg: Message) -> None:
         if err is None:
@@ -154,6 +154,42 @@ class _Batch:
     @property
     def done(self) -> bool:
         return self.acked + len(self.errors) >= self.expected
+
+
+#: One message ready to produce: key, value, headers, and the event's creation time (epoch s).
+Mapped = tuple[bytes, bytes, list[tuple[str, str | bytes | None]], float | None]
+
+
+def map_notifications(
+    domain_mapper: Any, mapper: Mapper, validate: bool, notifications: Sequence[Notification]
+) -> list[Mapped]:
+    """Turn stored events into messages (skipping those the mapper does not publish)."""
+    to_domain_event = domain_mapper.to_domain_event
+    known_types = event_models()
+    mapped: list[Mapped] = []
+    for notification in notifications:
+        domain_event = to_domain_event(notification)
+        cloud_event = mapper(domain_event)
+        if cloud_event is None:
+            continue
+        if validate:
+            check_cloud_event(cloud_event)
+        elif cloud_event.type not in known_types:
+            model_for(cloud_event.type)  # raises: an unknown type is never published
+        timestamp = getattr(domain_event, "timestamp", None)
+        mapped.append(
+            (
+                cloud_event.subject.encode(),
+                cloud_event.to_json_bytes(),
+                [
+                    (EVENT_ID_HEADER, cloud_event.id),
+                    (EVENT_TYPE_HEADER, cloud_event.type),
+                    (CONTENT_TYPE_HEADER, CONTENT_TYPE),
+                ],
+                timestamp.timestamp() if timestamp is not None else None,
+            )
+        )
+    return mapped
 
 
 class OutboxRelay:
@@ -247,11 +283,12 @@ class OutboxRelay:
         handled = 0
         try:
             while True:
-                notifications = self.app.recorder.select_notifications(
-                    start=self._read or 0, limit=self._batch_size, inclusive_of_start=False
-                )
+                notifications = self._read_batch()
                 if notifications:
-                    self._produce(notifications)
+                    mapped = map_notifications(
+                        self.app.mapper, self._mapper, self._validate, notifications
+                    )
+                    self._produce(notifications[-1].id, mapped)
                     handled += len(notifications)
                     self._settle(block=len(self._in_flight) >= self._max_in_flight)
                 if len(notifications) < self._batch_size:
@@ -263,40 +300,32 @@ class OutboxRelay:
         self._observe_head()
         return handled
 
-    def _produce(self, notifications: Sequence[Notification]) -> None:
+    def _read_batch(self) -> Sequence[Notification]:
+        notifications = self.app.recorder.select_notifications(
+            start=self._read or 0, limit=self._batch_size, inclusive_of_start=False
+        )
+        if notifications:
+            self._read = notifications[-1].id
+        return notifications
+
+    def _produce(self, last_id: int, mapped: Sequence[Mapped]) -> None:
         producer = self._get_producer()
-        batch = _Batch(last_id=notifications[-1].id)
-        to_domain_event = self.app.mapper.to_domain_event
-        known_types = event_models()
+        batch = _Batch(last_id=last_id)
         topic = self.topic
-        for notification in notifications:
-            domain_event = to_domain_event(notification)
-            cloud_event = self._mapper(domain_event)
-            if cloud_event is None:
-                continue
-            if self._validate:
-                check_cloud_event(cloud_event)
-            elif cloud_event.type not in known_types:
-                model_for(cloud_event.type)  # raises: an unknown type is never published
-            headers: list[tuple[str, str | bytes | None]] = [
-                (EVENT_ID_HEADER, cloud_event.id),
-                (EVENT_TYPE_HEADER, cloud_event.type),
-                (CONTENT_TYPE_HEADER, CONTENT_TYPE),
-            ]
-            value = cloud_event.to_json_bytes()
-            key = cloud_event.subject.encode()
+        on_delivery = batch.on_delivery
+        for key, value, headers, _created in mapped:
             batch.expected += 1
             while True:
                 try:
                     producer.produce(
-                        topic, value=value, key=key, headers=headers, on_delivery=batch.on_delivery
+                        topic, value=value, key=key, headers=headers, on_delivery=on_delivery
                     )
                     break
                 except BufferError:
                     producer.poll(0.05)
-            batch.newest_timestamp = getattr(domain_event, "timestamp", None)
+        if mapped:
+            batch.newest_created = mapped[-1][3]
         self._in_flight.append(batch)
-        self._read = batch.last_id
         producer.poll(0)
 
     def _settle(self, *, block: bool, drain: bool = False) -> None:
@@ -318,9 +347,8 @@ class OutboxRelay:
                 self._metrics.published.inc(batch.acked)
             if done is not None:
                 self._record(done.last_id)
-                if done.newest_timestamp is not None:
-                    age = time.time() - done.newest_timestamp.timestamp()
-                    self._metrics.ack_age.observe(max(0.0, age))
+                if done.newest_created is not None:
+                    self._metrics.ack_age.observe(max(0.0, time.time() - done.newest_created))
             if not self._in_flight:
                 return
             if not block:
