@@ -198,7 +198,7 @@ def orchestrate(args: argparse.Namespace) -> int:
         "SEATLEDGER_DATABASE_URL": database_url,
         "SEATLEDGER_JWT_SECRET": SECRET,
         "SEATLEDGER_DATA_DIR": str(workdir),
-        "SEATLEDGER_LOG_LEVEL": "INFO",
+        "SEATLEDGER_LOG_LEVEL": os.environ.get("LEDGER_BENCH_LOG_LEVEL", "INFO"),
     }
     env.pop("SEATLEDGER_KAFKA_BOOTSTRAP_SERVERS", None)
     log_path = workdir / "server.log"

@@ -9,6 +9,9 @@ reducing seats need a fresh password authentication (RFC 9470 step-up).
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import threading
+import weakref
 from collections.abc import Callable
 from concurrent.futures import Future
 from datetime import date, datetime
@@ -75,9 +78,56 @@ def _problem(exc: domain.LedgerError) -> Problem:
     return Problem(409, "Refused", str(exc), code=type(exc).__name__)
 
 
+class _LoopBridge:
+    """Hands the results of the committer thread to one event loop in bulk: one wake-up of
+    the loop per batch of finished commands instead of one per command."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self._lock = threading.Lock()
+        self._pending: list[tuple[asyncio.Future[Any], Future[Any]]] = []
+        self._scheduled = False
+
+    def watch(self, future: Future[T]) -> asyncio.Future[T]:
+        waiter: asyncio.Future[T] = self.loop.create_future()
+        future.add_done_callback(lambda done: self._finished(waiter, done))
+        return waiter
+
+    def _finished(self, waiter: asyncio.Future[Any], done: Future[Any]) -> None:
+        with self._lock:
+            self._pending.append((waiter, done))
+            if self._scheduled:
+                return
+            self._scheduled = True
+        with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits any more
+            self.loop.call_soon_threadsafe(self._deliver)
+
+    def _deliver(self) -> None:
+        with self._lock:
+            ready, self._pending = self._pending, []
+            self._scheduled = False
+        for waiter, done in ready:
+            if waiter.done():
+                continue
+            error = done.exception()
+            if error is not None:
+                waiter.set_exception(error)
+            else:
+                waiter.set_result(done.result())
+
+
+_bridges: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopBridge] = (
+    weakref.WeakKeyDictionary()
+)
+
+
 async def _await(future: Future[T]) -> T:
+    loop = asyncio.get_running_loop()
+    bridge = _bridges.get(loop)
+    if bridge is None:
+        bridge = _bridges.setdefault(loop, _LoopBridge(loop))
     try:
-        return await asyncio.wrap_future(future)
+        return await bridge.watch(future)
     except domain.LedgerError as exc:
         raise _problem(exc) from exc
 
