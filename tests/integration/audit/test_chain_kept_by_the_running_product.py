@@ -31,6 +31,14 @@ def _chained_up_to_head(env: dict[str, str], app: str) -> bool:
         store.close()
 
 
+def _stored(env: dict[str, str], app: str) -> int:
+    store = open_store(env, app)
+    try:
+        return store.max_notification_id()
+    finally:
+        store.close()
+
+
 def _wait_for(condition, timeout_s: float = 30.0) -> None:
     deadline = time.monotonic() + timeout_s
     while not condition():
@@ -76,7 +84,7 @@ def test_the_running_product_chains_what_it_stores_and_the_audit_passes(
         invoicer_env = application_env(database_url, "invoicer", data_dir)
         _wait_for(lambda: _chained_up_to_head(ledger_env, "ledger"))
         # The invoicer issues the purchase's invoice; its chain follows.
-        _wait_for(lambda: open_store(invoicer_env, "invoicer").max_notification_id() >= 3)
+        _wait_for(lambda: _stored(invoicer_env, "invoicer") >= 3)
         _wait_for(lambda: _chained_up_to_head(invoicer_env, "invoicer"))
     finally:
         product.stop()
