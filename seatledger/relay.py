@@ -22,12 +22,15 @@ its position once per acknowledged batch. Latency comes from waking on PostgreSQ
 LISTEN/NOTIFY (the recorder notifies its channel on every insert); on SQLite the relay polls
 every ``idle_poll_s``.
 
-Run one relay per application store: a second one only publishes duplicates (its position
-update is refused and it re-reads the stored position).
+Every node of a service may run a relay: on PostgreSQL, :meth:`OutboxRelay.run` publishes only
+while it holds the store's advisory lock (one per store and topic); the others stand by and take
+over within ``standby_poll_s`` when the publishing one stops or dies. (Were two to publish at
+once, consumers would only see duplicates: a position update that is not ahead is refused.)
 """
 
 from __future__ import annotations
 
+import hashlib
 import threading
 import time
 import weakref
@@ -211,6 +214,7 @@ class OutboxRelay:
         registry: CollectorRegistry | None = None,
         tracking_recorder: TrackingRecorder | None = None,
         ack_timeout_s: float = 60.0,
+        standby_poll_s: float = 2.0,
     ) -> None:
         if batch_size < 1 or max_in_flight < 1:
             raise ValueError("batch_size and max_in_flight must be at least 1")
@@ -237,6 +241,8 @@ class OutboxRelay:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._listener: threading.Thread | None = None
+        self._leader = threading.Event()
+        self._standby_poll_s = standby_poll_s
         self._listens = hasattr(app.recorder, "channel_name") and hasattr(app.recorder, "datastore")
 
     # -- position ---------------------------------------------------------------------------
@@ -389,7 +395,9 @@ class OutboxRelay:
     def run(self, stop: threading.Event | None = None) -> None:
         """Publish until ``stop`` (or :meth:`stop`) is set; failures are retried with backoff."""
         stop = stop or self._stop
-        if self._listens:
+        if not self._listens:
+            self._leader.set()
+        else:
             self._listener = threading.Thread(
                 target=self._listen, args=(stop,), name=f"{self.name}-listen", daemon=True
             )
@@ -399,6 +407,9 @@ class OutboxRelay:
         try:
             while not stop.is_set() and not self._stop.is_set():
                 self._wake.clear()
+                if not self._leader.is_set():
+                    self._idle(stop, self._standby_poll_s)  # another relay publishes
+                    continue
                 try:
                     self.publish_pending()
                 except Exception as exc:
@@ -434,21 +445,48 @@ class OutboxRelay:
         self._stop.set()
         self._wake.set()
 
+    @property
+    def is_leader(self) -> bool:
+        """True when this relay is the one publishing its store (always, on SQLite)."""
+        return self._leader.is_set()
+
+    def _lock_key(self) -> int:
+        recorder: Any = self.app.recorder
+        ident = f"seatledger-relay:{recorder.datastore.schema}:{self.name}".encode()
+        return int.from_bytes(hashlib.sha256(ident).digest()[:8], "big", signed=True)
+
     def _listen(self, stop: threading.Event) -> None:
-        """Set the wake-up event on every NOTIFY of the recorder's channel (PostgreSQL)."""
+        """PostgreSQL: become the store's only publishing relay (a session advisory lock), then
+        set the wake-up event on every NOTIFY of the recorder's channel."""
         from psycopg import sql
 
         recorder: Any = self.app.recorder
+        key = self._lock_key()
         while not stop.is_set() and not self._stop.is_set():
             try:
                 with recorder.datastore.get_connection() as conn:
-                    conn.execute(
-                        sql.SQL("LISTEN {0}").format(sql.Identifier(recorder.channel_name))
-                    )
-                    self._wake.set()  # anything committed before LISTEN took effect
-                    while not stop.is_set() and not self._stop.is_set():
-                        for _ in conn.notifies(timeout=0.2, stop_after=1):
-                            self._wake.set()
+                    try:
+                        while not stop.is_set() and not self._stop.is_set():
+                            row = conn.execute("SELECT pg_try_advisory_lock(%s) AS ok", (key,))
+                            if row.fetchone()["ok"]:
+                                break
+                            stop.wait(self._standby_poll_s)
+                        else:
+                            return
+                        conn.execute(
+                            sql.SQL("LISTEN {0}").format(sql.Identifier(recorder.channel_name))
+                        )
+                        self._leader.set()
+                        _log.info("relay publishing", relay=self.name)
+                        self._wake.set()  # anything committed before LISTEN took effect
+                        while not stop.is_set() and not self._stop.is_set():
+                            for _ in conn.notifies(timeout=0.2, stop_after=1):
+                                self._wake.set()
+                    finally:
+                        self._leader.clear()
+                        if not conn.closed:
+                            conn.execute("UNLISTEN *")
+                            conn.execute("SELECT pg_advisory_unlock_all()")
             except Exception as exc:
                 _log.warning(
                     "relay listener failed, reconnecting", relay=self.name, error=repr(exc)

@@ -206,3 +206,66 @@ def test_the_relay_polls_a_sqlite_store(kafka_bootstrap: str, tmp_path: Path, ne
     assert OutboxRelay(app, topic, to_cloud_event, {}).position == (
         app.recorder.max_notification_id()
     )
+
+
+def test_only_one_relay_publishes_a_store_and_a_standby_takes_over(
+    postgres_url: str, kafka_bootstrap: str, tmp_path: Path, new_topic
+) -> None:
+    topic = new_topic("relay-leader", partitions=2)
+    nodes = [desk_app(postgres_url, tmp_path), desk_app(postgres_url, tmp_path)]
+    ids = nodes[0].open_many(5)
+    registries = [CollectorRegistry(), CollectorRegistry()]
+    relays = [
+        OutboxRelay(
+            node,
+            topic,
+            to_cloud_event,
+            producer_config(kafka_bootstrap, f"node-{index}"),
+            registry=registries[index],
+            standby_poll_s=0.2,
+        )
+        for index, node in enumerate(nodes)
+    ]
+    stops = [threading.Event(), threading.Event()]
+    threads = [
+        threading.Thread(target=relay.run, args=(stop,))
+        for relay, stop in zip(relays, stops, strict=True)
+    ]
+
+    def wait_for(condition, timeout_s: float = 10.0) -> None:
+        deadline = time.monotonic() + timeout_s
+        while not condition():
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+
+    threads[0].start()
+    try:
+        wait_for(lambda: relays[0].is_leader)
+        threads[1].start()
+        time.sleep(0.6)
+        assert not relays[1].is_leader
+        for round_no in range(3):
+            nodes[1].assign_round(ids, round_no)  # written through the other node
+        head = nodes[0].recorder.max_notification_id()
+        wait_for(lambda: relays[0].position == head)
+        time.sleep(0.5)
+        assert not registries[1].get_sample_value(
+            "seatledger_relay_published_total", {"relay": topic}
+        )
+
+        stops[0].set()
+        threads[0].join(10)
+        wait_for(lambda: relays[1].is_leader)
+        nodes[0].assign_round(ids, 3)
+        head = nodes[0].recorder.max_notification_id()
+        wait_for(lambda: relays[1].position == head)
+    finally:
+        for stop in stops:
+            stop.set()
+        for thread in threads:
+            if thread.is_alive() or thread.ident is not None:
+                thread.join(10)
+    messages = read_all(kafka_bootstrap, topic, 20, idle_s=1.0)
+    ids_seen = [value_of(m)["id"] for m in messages]
+    assert len(ids_seen) == len(set(ids_seen)) == 20
+    assert registries[1].get_sample_value("seatledger_relay_published_total", {"relay": topic}) == 5
