@@ -34,11 +34,12 @@ import sqlite3
 import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 from uuid import UUID
+from zoneinfo import ZoneInfoNotFoundError
 
 from seatledger.audit.records import decode_state, dumps, event_name
 from seatledger.audit.store import EventStore, StoredRow, to_row
@@ -219,6 +220,15 @@ def _same_decimal(a: Any, b: Any) -> bool:
 
 def _show(value: Any) -> str:
     return "(none)" if value is None else json.dumps(value, ensure_ascii=False)
+
+
+def _local_day(issued_at: Any, time_zone: Any) -> str | None:
+    from seatledger.billing import local_date
+
+    try:
+        return local_date(datetime.fromisoformat(str(issued_at)), str(time_zone)).isoformat()
+    except (ValueError, KeyError, ZoneInfoNotFoundError):
+        return None
 
 
 def parse_number(number: Any) -> tuple[str, int, int] | None:
@@ -418,6 +428,19 @@ class Replay:
                         cloud_id,
                     )
                 )
+        expected_day = _local_day(state.get("issued_at"), state.get("time_zone"))
+        if expected_day is None or str(state.get("issue_date")) != expected_day:
+            self._difference(
+                Difference(
+                    "mismatch",
+                    f"invoice {number}: issue date {state.get('issue_date')} is not the local "
+                    f"date of its issue instant {state.get('issued_at')} in "
+                    f"{state.get('time_zone')} ({expected_day or 'unreadable'})",
+                    str(number),
+                    invoice_id,
+                    cloud_id,
+                )
+            )
         if invoice_id != row.originator_id:
             self._difference(
                 Difference(
