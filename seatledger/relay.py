@@ -195,6 +195,12 @@ def map_notifications(
     return mapped
 
 
+def _pause(halted: Callable[[], bool], seconds: float) -> None:
+    deadline = time.monotonic() + seconds
+    while not halted() and time.monotonic() < deadline:
+        time.sleep(min(0.05, max(0.0, deadline - time.monotonic())))
+
+
 class OutboxRelay:
     """Publishes ``app``'s events to ``topic``; see the module documentation."""
 
@@ -395,11 +401,16 @@ class OutboxRelay:
     def run(self, stop: threading.Event | None = None) -> None:
         """Publish until ``stop`` (or :meth:`stop`) is set; failures are retried with backoff."""
         stop = stop or self._stop
+        finished = threading.Event()
+
+        def halted() -> bool:
+            return stop.is_set() or self._stop.is_set() or finished.is_set()
+
         if not self._listens:
             self._leader.set()
         else:
             self._listener = threading.Thread(
-                target=self._listen, args=(stop,), name=f"{self.name}-listen", daemon=True
+                target=self._listen, args=(halted,), name=f"{self.name}-listen", daemon=True
             )
             self._listener.start()
         failures = 0
@@ -427,10 +438,13 @@ class OutboxRelay:
                 failures = 0
                 self._idle(stop, wait_s)
         finally:
-            self._stop.set()
+            # Restartable: a supervisor may call run() again on the same relay.
+            finished.set()
             self._wake.set()
             if self._listener is not None:
                 self._listener.join(timeout=5)
+                self._listener = None
+            self._leader.clear()
             self.close()
 
     def _idle(self, stop: threading.Event, seconds: float) -> None:
@@ -455,22 +469,22 @@ class OutboxRelay:
         ident = f"seatledger-relay:{recorder.datastore.schema}:{self.name}".encode()
         return int.from_bytes(hashlib.sha256(ident).digest()[:8], "big", signed=True)
 
-    def _listen(self, stop: threading.Event) -> None:
+    def _listen(self, halted: Callable[[], bool]) -> None:
         """PostgreSQL: become the store's only publishing relay (a session advisory lock), then
         set the wake-up event on every NOTIFY of the recorder's channel."""
         from psycopg import sql
 
         recorder: Any = self.app.recorder
         key = self._lock_key()
-        while not stop.is_set() and not self._stop.is_set():
+        while not halted():
             try:
                 with recorder.datastore.get_connection() as conn:
                     try:
-                        while not stop.is_set() and not self._stop.is_set():
+                        while not halted():
                             row = conn.execute("SELECT pg_try_advisory_lock(%s) AS ok", (key,))
                             if row.fetchone()["ok"]:
                                 break
-                            stop.wait(self._standby_poll_s)
+                            _pause(halted, self._standby_poll_s)
                         else:
                             return
                         conn.execute(
@@ -479,7 +493,7 @@ class OutboxRelay:
                         self._leader.set()
                         _log.info("relay publishing", relay=self.name)
                         self._wake.set()  # anything committed before LISTEN took effect
-                        while not stop.is_set() and not self._stop.is_set():
+                        while not halted():
                             for _ in conn.notifies(timeout=0.2, stop_after=1):
                                 self._wake.set()
                     finally:
@@ -491,7 +505,7 @@ class OutboxRelay:
                 _log.warning(
                     "relay listener failed, reconnecting", relay=self.name, error=repr(exc)
                 )
-                stop.wait(1.0)
+                _pause(halted, 1.0)
 
     def close(self) -> None:
         """Wait briefly for what is in flight (its position is recorded next run if not now)."""

@@ -185,24 +185,29 @@ def test_the_relay_wakes_on_postgres_notify_within_milliseconds(
     assert len(read_all(kafka_bootstrap, topic, 5, idle_s=0.3)) == 5
 
 
-def test_the_relay_polls_a_sqlite_store(kafka_bootstrap: str, tmp_path: Path, new_topic) -> None:
+def test_the_relay_polls_a_sqlite_store_and_runs_again_after_a_stop(
+    kafka_bootstrap: str, tmp_path: Path, new_topic
+) -> None:
     app = desk_app(f"sqlite:///{tmp_path}/store", tmp_path)
     ids = app.open_many(4)
     topic = new_topic("relay-sqlite", partitions=2)
     relay = OutboxRelay(
         app, topic, to_cloud_event, producer_config(kafka_bootstrap, "test-relay"), batch_size=3
     )
-    stop = threading.Event()
-    runner = threading.Thread(target=relay.run, args=(stop,))
-    runner.start()
-    try:
-        for round_no in range(3):
-            app.assign_round(ids, round_no)
-        messages = read_all(kafka_bootstrap, topic, 12, timeout_s=20, idle_s=0.5)
-    finally:
-        stop.set()
-        runner.join(10)
-    assert len(messages) == 12
+    for run_no in range(2):  # a supervisor restarts run() on the same relay
+        stop = threading.Event()
+        runner = threading.Thread(target=relay.run, args=(stop,))
+        runner.start()
+        try:
+            for round_no in range(3):
+                app.assign_round(ids, round_no)
+            expected = 12 * (run_no + 1)
+            messages = read_all(kafka_bootstrap, topic, expected, timeout_s=20, idle_s=0.5)
+        finally:
+            stop.set()
+            runner.join(10)
+        assert not runner.is_alive()
+        assert len(messages) == expected
     assert OutboxRelay(app, topic, to_cloud_event, {}).position == (
         app.recorder.max_notification_id()
     )
