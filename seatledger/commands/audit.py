@@ -252,6 +252,8 @@ def _report_json(report: Any) -> dict[str, Any]:
 
 def _print_report(report: Any) -> None:
     verdict = "OK" if report.ok else "TAMPERED"
+    if report.ok and report.chained == 0:
+        verdict = "OK, but nothing is chained yet"
     print(f"{report.app}: {verdict} ({report.store})")
     print(
         f"  {report.events_checked} events checked against {report.chained} chained, "
@@ -483,7 +485,7 @@ def run_replay(args: argparse.Namespace) -> int:
     with (
         _open(args, "ledger") as ledger,
         _open(args, "invoicer") as invoicer,
-        _progress_bar(show_progress) as progress,
+        _progress_bar(show_progress, force=args.progress == "always") as progress,
     ):
         try:
             result = replay(
@@ -517,7 +519,7 @@ def run_replay(args: argparse.Namespace) -> int:
 
 
 @contextmanager
-def _progress_bar(enabled: bool) -> Iterator[Any]:
+def _progress_bar(enabled: bool, *, force: bool = False) -> Iterator[Any]:
     if not enabled:
         yield None
         return
@@ -529,7 +531,7 @@ def _progress_bar(enabled: bool) -> Iterator[Any]:
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
-        console=Console(stderr=True),
+        console=Console(stderr=True, force_terminal=force or None),
         transient=True,
     ) as bar:
         tasks: dict[str, Any] = {}

@@ -150,6 +150,13 @@ def test_replay_of_an_untouched_history_reports_no_difference(history, stores, c
     assert "all invoices match" in out
     assert f"{result.matched} match" in out
 
+    assert _cli(history, "replay", "--progress", "always", "--format", "jsonl") == 0
+    captured = capsys.readouterr()
+    assert "ledger (notification)" in captured.err  # the progress bar, on stderr
+    summary = json.loads(captured.out.splitlines()[-1])["summary"]
+    assert summary["ok"] is True
+    assert summary["matched"] == result.matched
+
 
 def test_an_altered_invoice_is_named_by_replay_and_by_verify(history, stores, capsys):
     ledger, invoicer = stores
