@@ -47,21 +47,14 @@ class CloudEvent(ContractModel):
 
     @classmethod
     def of(cls, data: EventData, *, id: str, subject: str, time: datetime) -> CloudEvent:
-        """The envelope of ``data``: its type, source and dataschema follow from its model.
-
-        ``data`` is a validated model, so the envelope is assembled without validating again.
-        """
-        if not id or time.tzinfo is None:
-            raise ValueError("a CloudEvent needs an id and a time with its UTC offset")
+        """The envelope of ``data``: its type, source and dataschema follow from its model."""
         event_type = data.event_type()
-        return cls.model_construct(
-            specversion="1.0",
+        return cls(
             id=id,
             source=source_of(type(data).source_service),
             type=event_type,
             subject=subject,
             time=time,
-            datacontenttype="application/json",
             dataschema=dataschema_uri(event_type),
             data=data.model_dump(mode="json"),
         )
