@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+import structlog
 import uvicorn
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
@@ -159,3 +160,16 @@ def serve() -> Iterator[Callable[[FastAPI], str]]:
     for server, thread in servers:
         server.should_exit = True
         thread.join(10)
+
+
+@pytest.fixture
+def json_logs(capsys: pytest.CaptureFixture[str]) -> Iterator[Callable[[], str]]:
+    """Start structlog JSON lines on the captured stderr (call it inside the test); returns a
+    reader of what was logged since the last read. The default configuration is restored
+    after, so later tests do not write to the captured (closed) stream."""
+
+    def read() -> str:
+        return capsys.readouterr().err
+
+    yield read
+    structlog.reset_defaults()

@@ -272,16 +272,16 @@ def test_health_readiness_and_metrics_are_served(ledger):
     ]
 
 
-def test_one_canonical_log_line_per_request_without_emails_or_tokens(ledger, capsys):
+def test_one_canonical_log_line_per_request_without_emails_or_tokens(ledger, json_logs):
     configure_logging("INFO", "json")
-    capsys.readouterr()
+    json_logs()
     cloud_id = ledger.open_cloud()["cloud_id"]
     ledger.client.put(
         f"/v1/clouds/{cloud_id}/billing-email",
         json={"billing_email": "secret-person@acme.example"},
         headers={**ledger.owner, "X-Request-ID": "req-123"},
     )
-    err = capsys.readouterr().err
+    err = json_logs()
     lines = [json.loads(line) for line in err.splitlines() if line.startswith("{")]
     requests = [line for line in lines if line.get("event") == "request"]
     assert len(requests) == 2
@@ -310,15 +310,15 @@ def test_expired_quotes_are_purged_by_the_scheduler(ledger):
     assert store.get(UUID(quote["quote_id"])) is None
 
 
-def test_an_idempotent_replay_is_logged_with_its_cloud_id(ledger, capsys):
+def test_an_idempotent_replay_is_logged_with_its_cloud_id(ledger, json_logs):
     configure_logging("INFO", "json")
     cloud_id = ledger.open_cloud()["cloud_id"]
     headers = {**ledger.owner, "Idempotency-Key": "log-1"}
     body = {"user_id": "a", "rights_group": "admin"}
     ledger.client.post(f"/v1/clouds/{cloud_id}/licenses", json=body, headers=headers)
-    capsys.readouterr()
+    json_logs()
     ledger.client.post(f"/v1/clouds/{cloud_id}/licenses", json=body, headers=headers)
-    lines = [json.loads(x) for x in capsys.readouterr().err.splitlines() if x.startswith("{")]
+    lines = [json.loads(x) for x in json_logs().splitlines() if x.startswith("{")]
     (replayed,) = [x for x in lines if x.get("event") == "request"]
     assert replayed["cloud_id"] == cloud_id
     assert replayed["status"] == 201
