@@ -129,3 +129,42 @@ def test_the_token_command_prints_a_verifiable_token(monkeypatch, capsys):
 def test_the_token_command_refuses_an_empty_subject(capsys):
     assert main(["token", "--sub", " "]) == 1
     assert "--sub" in capsys.readouterr().err
+
+
+def test_rs256_tokens_are_verified_with_keys_from_a_jwks_url():
+    import http.server
+    import threading
+
+    private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    jwk = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(private.public_key()))
+    jwk.update(kid="url-key", alg="RS256", use="sig")
+    payload = json.dumps({"keys": [jwk]}).encode()
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/jwks.json"
+        auth = Authenticator(
+            load_settings(jwt_algorithms="RS256", jwt_jwks_url=url, jwt_secret=SECRET)
+        )
+        claims = {"sub": "u9", "iss": "seatledger", "aud": "seatledger", "exp": time.time() + 60}
+        good = jwt.encode(claims, private, algorithm="RS256", headers={"kid": "url-key"})
+        assert auth.verify(good).subject == "u9"
+        other = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        forged = jwt.encode(claims, other, algorithm="RS256", headers={"kid": "url-key"})
+        with pytest.raises(AuthError):
+            auth.verify(forged)
+    finally:
+        server.shutdown()
