@@ -130,7 +130,7 @@ def metric_sum(samples: dict[str, float], name: str, **labels: str) -> float:
 
 class Tokens:
     def __init__(self, secret: str = JWT_SECRET) -> None:
-        self.settings = Settings(jwt_secret=secret)  # type: ignore[arg-type]
+        self.settings = Settings(jwt_secret=secret)
 
     def __call__(self, sub: str, *scopes: str, step_up: bool = False) -> dict[str, str]:
         token = mint_token(self.settings, subject=sub, scopes=scopes, step_up=step_up)
