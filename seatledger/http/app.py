@@ -54,6 +54,10 @@ def create_app(
     app.state.authenticator = authenticator
     install_problem_handlers(app)
 
+    # The services' routes first: routing tries routes in order, and these carry the load.
+    for router in routers:
+        app.include_router(router)
+
     @app.get("/healthz", include_in_schema=False)
     def healthz() -> dict[str, str]:
         return {"status": "ok"}
@@ -77,9 +81,6 @@ def create_app(
     def metrics() -> Response:
         body, content_type = render(registry)
         return Response(body, media_type=content_type)
-
-    for router in routers:
-        app.include_router(router)
 
     for callback in on_shutdown:
         app.router.on_shutdown.append(callback)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from datetime import date
 from decimal import Decimal
 from uuid import UUID
@@ -322,3 +323,18 @@ def test_an_idempotent_replay_is_logged_with_its_cloud_id(ledger, json_logs):
     (replayed,) = [x for x in lines if x.get("event") == "request"]
     assert replayed["cloud_id"] == cloud_id
     assert replayed["status"] == 201
+
+
+def test_the_running_scheduler_renews_a_due_cloud_by_itself(ledgers):
+    node = ledgers(scheduler_interval_s=0.05)
+    cloud_id = node.open_cloud()["cloud_id"]
+    node.components.start(scheduler=True)
+    node.clock.now = node.clock.now.replace(month=4, day=1)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        cloud = node.client.get(f"/v1/clouds/{cloud_id}", headers=node.owner).json()
+        if cloud["current_period"]["start"] == "2026-03-31":
+            break
+        time.sleep(0.05)
+    assert cloud["current_period"] == {"index": 2, "start": "2026-03-31", "end": "2026-04-30"}
+    node.components.scheduler.stop()
