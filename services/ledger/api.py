@@ -137,6 +137,13 @@ def _wait(service: LedgerService, future: Future[T]) -> T:
         return service.wait(future)
     except domain.LedgerError as exc:
         raise _problem(exc) from exc
+    except TimeoutError as exc:
+        raise Problem(
+            503,
+            "Ledger busy",
+            "the command was not answered in time; retry with the same Idempotency-Key",
+            headers={"Retry-After": "1"},
+        ) from exc
 
 
 # --------------------------------------------------------------------------------------------
