@@ -14,8 +14,8 @@ The contract with a handler::
 - It raises :class:`PoisonMessage` for a message that can never be processed: the message goes
   to the dead-letter topic and the consumer moves on.
 - Any other exception is transient (the database is down, a concurrency conflict): the same
-  message is delivered again after a backoff, for as long as it takes. It is never skipped and
-  never dead-lettered.
+  message is handed again after a backoff, for as long as it takes, while its partition is
+  paused (the other partitions go on). It is never skipped and never dead-lettered.
 - A message it does not care about still has its position recorded (``save_tracked(position)``
   with no aggregates), so the stored position never lags behind.
 
@@ -29,6 +29,7 @@ this assignment is a duplicate and is skipped.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 import weakref
@@ -182,6 +183,16 @@ def sleep_unless_stopped(stop: threading.Event | None, seconds: float) -> None:
         stop.wait(seconds)
 
 
+@dataclass
+class _Held:
+    """A message waiting for another attempt."""
+
+    msg: Message
+    position: Position
+    failures: int
+    due: float
+
+
 def _coordinates(msg: Message) -> tuple[str, int, int]:
     topic, partition, offset = msg.topic(), msg.partition(), msg.offset()
     if topic is None or partition is None or offset is None:
@@ -238,7 +249,8 @@ class TrackedConsumer:
         self._next: dict[tuple[str, int], int | None] = {}
         #: Dead-lettered messages whose position is not recorded yet (recording failed).
         self._dead_lettered: set[tuple[str, int, int]] = set()
-        self._failures = 0
+        #: Messages whose handling failed transiently, per paused partition.
+        self._held: dict[tuple[str, int], _Held] = {}
         self._stop: threading.Event | None = None
         self._closed = False
         self._consumer = Consumer(config)
@@ -286,6 +298,8 @@ class TrackedConsumer:
             consumer.incremental_assign(partitions)
         else:
             consumer.assign(partitions)
+        with contextlib.suppress(KafkaException):
+            consumer.resume(partitions)  # a partition paused in an earlier assignment
         self._next.update(starts)
         _log.info(
             "partitions assigned",
@@ -296,6 +310,7 @@ class TrackedConsumer:
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         for tp in partitions:
             self._next.pop((tp.topic, tp.partition), None)
+            self._held.pop((tp.topic, tp.partition), None)
         if self._cooperative:
             consumer.incremental_unassign(partitions)
         else:
@@ -323,8 +338,15 @@ class TrackedConsumer:
             self.close()
 
     def poll_once(self, timeout_s: float = 1.0) -> bool:
-        """Wait up to ``timeout_s`` for one message and process it. True if one was handled
-        (processed, skipped as a duplicate, or dead-lettered)."""
+        """Retry a held message whose backoff is over, else wait up to ``timeout_s`` for one
+        message and process it. True if a message was handled (processed, skipped as a
+        duplicate, or dead-lettered)."""
+        if self._held:
+            now = time.monotonic()
+            key, held = min(self._held.items(), key=lambda item: item[1].due)
+            if held.due <= now:
+                return self._retry_held(key, held)
+            timeout_s = min(timeout_s, held.due - now)
         msg = self._consumer.poll(timeout_s)
         if msg is None:
             return False
@@ -341,10 +363,13 @@ class TrackedConsumer:
     def _process(self, msg: Message) -> bool:
         topic, partition, offset = _coordinates(msg)
         key = (topic, partition)
-        expected = self._next.get(key)
         if key not in self._next:
             # A message of a partition revoked meanwhile: its new owner processes it.
             return False
+        if key in self._held:
+            # Fetched before the partition was paused: delivered again after the held one.
+            return False
+        expected = self._next[key]
         if expected is not None and offset < expected:
             self._metrics.messages.labels(self.name, "duplicate").inc()
             return True
@@ -352,31 +377,63 @@ class TrackedConsumer:
         try:
             outcome = self._deliver(msg, position)
         except Exception as exc:
-            self._failures += 1
-            delay = self._retry.delay(self._failures)
-            self._metrics.transient_errors.labels(self.name).inc()
-            _log.warning(
-                "message processing failed, retrying",
-                consumer=self.name,
-                source=position.source,
-                offset=offset,
-                error=repr(exc),
-                retry_in_s=delay,
-            )
-            self._rewind(topic, partition, offset)
-            sleep_unless_stopped(self._stop, delay)
+            self._hold(key, _Held(msg, position, failures=0, due=0.0), exc)
             return False
-        self._failures = 0
+        self._done(key, position, outcome)
+        return True
+
+    def _hold(self, key: tuple[str, int], held: _Held, exc: Exception) -> None:
+        """A transient failure: keep the message, pause its partition (the others go on) and
+        try again after a backoff. It is never skipped and never dead-lettered."""
+        held.failures += 1
+        delay = self._retry.delay(held.failures)
+        held.due = time.monotonic() + delay
+        self._metrics.transient_errors.labels(self.name).inc()
+        _log.warning(
+            "message processing failed, retrying",
+            consumer=self.name,
+            source=held.position.source,
+            offset=held.position.offset,
+            attempt=held.failures,
+            error=repr(exc),
+            retry_in_s=delay,
+        )
+        if key not in self._held:
+            self._held[key] = held
+            try:
+                self._consumer.pause([TopicPartition(key[0], key[1])])
+            except KafkaException as exc2:
+                _log.info("pause failed", consumer=self.name, error=str(exc2))
+
+    def _retry_held(self, key: tuple[str, int], held: _Held) -> bool:
+        try:
+            outcome = self._deliver(held.msg, held.position)
+        except Exception as exc:
+            self._hold(key, held, exc)
+            return False
+        del self._held[key]
+        self._done(key, held.position, outcome)
+        # What was fetched after the held message was dropped: fetch it again.
+        tp = TopicPartition(key[0], key[1], held.position.offset + 1)
+        try:
+            self._consumer.seek(tp)
+            self._consumer.resume([TopicPartition(key[0], key[1])])
+        except KafkaException as exc:
+            # The partition was revoked meanwhile: its next owner starts from the database.
+            _log.info("resume skipped", consumer=self.name, error=str(exc))
+        return True
+
+    def _done(self, key: tuple[str, int], position: Position, outcome: str) -> None:
+        offset = position.offset
         self._next[key] = offset + 1
         self._metrics.messages.labels(self.name, outcome).inc()
         self._metrics.position.labels(self.name, position.source).set(offset)
         try:
             self._consumer.commit(
-                offsets=[TopicPartition(topic, partition, offset + 1)], asynchronous=True
+                offsets=[TopicPartition(key[0], key[1], offset + 1)], asynchronous=True
             )
         except KafkaException as exc:  # a convenience only: the database is the truth
             _log.debug("offset commit failed", consumer=self.name, error=str(exc))
-        return True
 
     def _deliver(self, msg: Message, position: Position) -> str:
         topic, partition, offset = _coordinates(msg)
@@ -403,14 +460,6 @@ class TrackedConsumer:
             structlog.contextvars.unbind_contextvars("event_id", "event_type")
         self._metrics.handle_seconds.labels(self.name).observe(time.perf_counter() - started)
         return "processed"
-
-    def _rewind(self, topic: str, partition: int, offset: int) -> None:
-        """Deliver ``offset`` again (discarding what was fetched after it)."""
-        try:
-            self._consumer.seek(TopicPartition(topic, partition, offset))
-        except KafkaException as exc:
-            # The partition was revoked meanwhile: its next owner starts from the database.
-            _log.info("rewind skipped", consumer=self.name, error=str(exc))
 
     # -- dead letters ------------------------------------------------------------------------
 

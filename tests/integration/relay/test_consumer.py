@@ -311,3 +311,48 @@ def test_two_members_of_a_group_split_the_partitions_and_process_each_event_once
             published.setdefault(cloud_event.subject, []).append(cloud_event.id)
     for cloud, ids in published.items():
         assert sinks[0].seen(cloud) == ids  # once each, in the cloud's order
+
+
+def test_a_message_that_keeps_failing_holds_back_only_its_own_partition(
+    postgres_url: str, kafka_bootstrap: str, new_topic, group_id: str, tmp_path: Path
+) -> None:
+    topic = new_topic("consume-hold", partitions=2)
+    stuck, free = str(uuid.uuid4()), str(uuid.uuid4())
+    stuck_events = [_event(stuck, n) for n in (1, 2, 3)]
+    free_events = [_event(free, n) for n in (1, 2, 3)]
+    producer = Producer(producer_config(kafka_bootstrap, "test-producer"))
+    for partition, events in ((0, stuck_events), (1, free_events)):
+        for event in events:
+            producer.produce(
+                topic, key=event.subject, value=event.to_json_bytes(), partition=partition
+            )
+    assert producer.flush(30) == 0
+    sink = tally_app(postgres_url, tmp_path)
+    order: list[str] = []
+    failures = {"left": 5}
+
+    def handle(cloud_event: CloudEvent, data: EventData, position: Position) -> None:
+        if cloud_event.subject == stuck and failures["left"]:
+            failures["left"] -= 1
+            raise OSError("briefly unavailable")
+        if sink.record(cloud_event, position):
+            order.append(cloud_event.id)
+
+    consumer = TrackedConsumer(
+        kafka_bootstrap,
+        group_id,
+        [topic],
+        handle,
+        sink.position,
+        on_skipped=sink.save_tracked,
+        retry=RetryPolicy(initial_s=0.3, max_s=0.3),
+    )
+    try:
+        _run_until(consumer, lambda: len(order) == 6)
+    finally:
+        consumer.close()
+
+    assert failures["left"] == 0
+    assert order[:3] == [e.id for e in free_events]  # not held back by the other partition
+    assert order[3:] == [e.id for e in stuck_events]  # in order, each once
+    assert sink.seen(stuck) == [e.id for e in stuck_events]
