@@ -105,6 +105,12 @@ class RelayMetrics:
             ["relay"],
             registry=registry,
         )
+        self.publishing = Gauge(
+            "seatledger_relay_publishing",
+            "1 while this relay publishes its store, 0 while it stands by",
+            ["relay"],
+            registry=registry,
+        )
         self.ack_age = Histogram(
             "seatledger_relay_event_age_at_ack_seconds",
             "Time from an event's creation to the broker's acknowledgement",
@@ -135,6 +141,7 @@ class _RelayGauges:
         self.lag = metrics.lag.labels(relay)
         self.published = metrics.published.labels(relay)
         self.errors = metrics.errors.labels(relay)
+        self.publishing = metrics.publishing.labels(relay)
         self.ack_age = metrics.ack_age.labels(relay)
 
 
@@ -407,7 +414,7 @@ class OutboxRelay:
             return stop.is_set() or self._stop.is_set() or finished.is_set()
 
         if not self._listens:
-            self._leader.set()
+            self._set_leader(True)
         else:
             self._listener = threading.Thread(
                 target=self._listen, args=(halted,), name=f"{self.name}-listen", daemon=True
@@ -444,7 +451,7 @@ class OutboxRelay:
             if self._listener is not None:
                 self._listener.join(timeout=5)
                 self._listener = None
-            self._leader.clear()
+            self._set_leader(False)
             self.close()
 
     def _idle(self, stop: threading.Event, seconds: float) -> None:
@@ -458,6 +465,13 @@ class OutboxRelay:
     def stop(self) -> None:
         self._stop.set()
         self._wake.set()
+
+    def _set_leader(self, leader: bool) -> None:
+        if leader:
+            self._leader.set()
+        else:
+            self._leader.clear()
+        self._metrics.publishing.set(1 if leader else 0)
 
     @property
     def is_leader(self) -> bool:
@@ -490,14 +504,14 @@ class OutboxRelay:
                         conn.execute(
                             sql.SQL("LISTEN {0}").format(sql.Identifier(recorder.channel_name))
                         )
-                        self._leader.set()
+                        self._set_leader(True)
                         _log.info("relay publishing", relay=self.name)
                         self._wake.set()  # anything committed before LISTEN took effect
                         while not halted():
                             for _ in conn.notifies(timeout=0.2, stop_after=1):
                                 self._wake.set()
                     finally:
-                        self._leader.clear()
+                        self._set_leader(False)
                         if not conn.closed:
                             conn.execute("UNLISTEN *")
                             conn.execute("SELECT pg_advisory_unlock_all()")

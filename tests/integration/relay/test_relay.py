@@ -261,6 +261,9 @@ def test_only_one_relay_publishes_a_store_and_a_standby_takes_over(
         stops[0].set()
         threads[0].join(10)
         wait_for(lambda: relays[1].is_leader)
+        publishing = {"relay": topic}
+        assert registries[0].get_sample_value("seatledger_relay_publishing", publishing) == 0
+        assert registries[1].get_sample_value("seatledger_relay_publishing", publishing) == 1
         nodes[0].assign_round(ids, 3)
         head = nodes[0].recorder.max_notification_id()
         wait_for(lambda: relays[1].position == head)
