@@ -33,6 +33,10 @@ class StoreError(Exception):
     """The store cannot be opened or read (missing, unreachable, not an event store)."""
 
 
+class StoreMissing(StoreError):
+    """The application has no store there (never started, or another database)."""
+
+
 class ChainConflict(Exception):
     """Another keeper extended the chain first; nothing was written."""
 
@@ -212,7 +216,7 @@ class PostgresEventStore:
 
     def check_exists(self) -> None:
         if not self._table_exists(self.events_table):
-            raise StoreError(f"no {self.app} event store in {self.describe()}")
+            raise StoreMissing(f"no {self.app} event store in {self.describe()}")
 
     def max_notification_id(self) -> int:
         row = self._conn.execute(
@@ -446,7 +450,7 @@ class SQLiteEventStore:
         self.app = app
         self.path = path
         if not path.exists():
-            raise StoreError(f"no {app} event store at {path}")
+            raise StoreMissing(f"no {app} event store at {path}")
         try:
             self._conn = sqlite3.connect(str(path), timeout=10, isolation_level=None)
         except sqlite3.Error as exc:
@@ -467,7 +471,7 @@ class SQLiteEventStore:
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"{self.path} is not a SQLite event store: {exc}") from exc
         if not exists:
-            raise StoreError(f"no {self.app} event store in {self.describe()}")
+            raise StoreMissing(f"no {self.app} event store in {self.describe()}")
 
     def max_notification_id(self) -> int:
         row = self._conn.execute(

@@ -20,11 +20,13 @@ from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 
+from seatledger.audit.store import StoreError
 from seatledger.cli import CommandError
 from seatledger.config import load_settings
 from seatledger.persistence import DatabaseUrlError, application_env
 
-APPS = ("ledger", "invoicer")
+#: Every application whose store carries a hash chain.
+CHAINED_APPS = ("ledger", "invoicer", "notifier")
 
 
 def register(subparsers: Any) -> None:
@@ -55,7 +57,12 @@ def register(subparsers: Any) -> None:
         "recompute each store's hash chain; name the first event changed, removed or inserted "
         "after the fact, and check the chain against its checkpoints",
     )
-    verify.add_argument("--app", choices=[*APPS, "all"], default="all")
+    verify.add_argument(
+        "--app",
+        choices=[*CHAINED_APPS, "all"],
+        default="all",
+        help="one store, or all (default; a store that does not exist is skipped)",
+    )
     verify.add_argument(
         "--checkpoints",
         type=Path,
@@ -69,7 +76,12 @@ def register(subparsers: Any) -> None:
         "extend each store's hash chain to its last event and record a checkpoint (printed as "
         "JSON, appended to --checkpoint-file)",
     )
-    seal.add_argument("--app", choices=[*APPS, "all"], default="all")
+    seal.add_argument(
+        "--app",
+        choices=[*CHAINED_APPS, "all"],
+        default="all",
+        help="one store, or all (default; a store that does not exist is skipped)",
+    )
     seal.add_argument("--checkpoint-file", type=Path, help="append the checkpoints to this file")
     seal.set_defaults(handler=run_seal)
 
@@ -182,8 +194,33 @@ def parse_instant(text: str, *, end_of_day: bool = False) -> datetime:
     return moment
 
 
-def _apps(choice: str) -> tuple[str, ...]:
-    return APPS if choice == "all" else (choice,)
+def _chained_stores(args: argparse.Namespace) -> Iterator[Any]:
+    """The stores ``--app`` names: one (which must exist), or every one that exists."""
+    from seatledger.audit.store import StoreMissing, open_store
+
+    if args.app != "all":
+        with _open(args, args.app) as store:
+            yield store
+        return
+    found = 0
+    for app in CHAINED_APPS:
+        try:
+            store = open_store(_env(args, app), app)
+        except StoreMissing:
+            continue
+        except StoreError as exc:
+            raise CommandError(str(exc)) from exc
+        try:
+            try:
+                store.check_exists()
+            except StoreMissing:
+                continue
+            found += 1
+            yield store
+        finally:
+            store.close()
+    if not found:
+        raise CommandError("no event store found (check --database-url and --data-dir)")
 
 
 # --------------------------------------------------------------------------------------------
@@ -202,9 +239,8 @@ def run_verify(args: argparse.Namespace) -> int:
         if not given:
             raise CommandError(f"{args.checkpoints} holds no checkpoint")
     status = 0
-    for app in _apps(args.app):
-        with _open(args, app) as store:
-            report = verify(store, checkpoints=given)
+    for store in _chained_stores(args):
+        report = verify(store, checkpoints=given)
         if not report.ok:
             status = 1
         if args.format == "json":
@@ -284,11 +320,10 @@ def run_seal(args: argparse.Namespace) -> int:
     from seatledger.audit.chain import ChainKeeper, JsonLinesPublisher, checkpoint_to_json
 
     publish = JsonLinesPublisher(args.checkpoint_file) if args.checkpoint_file else None
-    for app in _apps(args.app):
-        with _open(args, app) as store:
-            keeper = ChainKeeper(store, publish=publish)
-            keeper.extend(limit=sys.maxsize, checkpoint=False)
-            print(json.dumps(checkpoint_to_json(keeper.checkpoint()), sort_keys=True))
+    for store in _chained_stores(args):
+        keeper = ChainKeeper(store, publish=publish)
+        keeper.extend(limit=sys.maxsize, checkpoint=False)
+        print(json.dumps(checkpoint_to_json(keeper.checkpoint()), sort_keys=True))
     return 0
 
 

@@ -96,5 +96,6 @@ def test_the_running_product_chains_what_it_stores_and_the_audit_passes(
     out = capsys.readouterr().out
     assert "ledger: OK" in out
     assert "invoicer: OK" in out
+    assert "notifier: OK" in out  # every store the product runs carries a chain
     assert main(["audit", "replay", "--progress", "never", *common]) == 0
     assert "1 match; all invoices match" in capsys.readouterr().out
