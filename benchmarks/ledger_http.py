@@ -1,6 +1,6 @@
 """Throughput of the ledger's license commands through HTTP, on PostgreSQL.
 
-    .venv/bin/python benchmarks/ledger_http.py [--requests 20000] [--connections 64]
+    .venv/bin/python benchmarks/ledger_http.py [--requests 20000] [--connections 32] [--workers 1]
 
 What it does:
 
@@ -164,7 +164,7 @@ def main() -> int:
     d.add_argument("--requests", type=int, required=True)
     d.add_argument("--connections", type=int, required=True)
     parser.add_argument("--requests", type=int, default=20000)
-    parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--clouds", type=int, default=200)
     parser.add_argument("--warmup", type=int, default=2000)
     parser.add_argument("--workers", type=int, default=1, help="ledger processes (uvicorn workers)")
