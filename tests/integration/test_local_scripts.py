@@ -3,6 +3,7 @@ ends at once with a one-line cause (not a hang)."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import socket
 import subprocess
@@ -105,7 +106,8 @@ def test_a_second_kafka_on_other_ports_starts_is_reused_and_stops_without_leftov
         "SEATLEDGER_STATE_DIR": str(tmp_path / "state"),
         "SEATLEDGER_KAFKA_HEAP": "384m",
     }
-    cached = list((ROOT / ".cache").glob("kafka/jars-*/.complete"))
+    pom = hashlib.sha256((LOCAL / "kafka" / "pom.xml").read_bytes()).hexdigest()[:12]
+    cached = (ROOT / ".cache" / "kafka" / f"jars-{pom}" / ".complete").exists()
     first = script("kafka.sh", "start", env)
     assert first.returncode == 0, first.stderr
     assert "Kafka ready" in first.stderr
