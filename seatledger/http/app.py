@@ -50,6 +50,8 @@ def create_app(
         openapi_url="/openapi.json",
         docs_url="/docs",
         redoc_url=None,
+        # Metrics and logs are our own (Prometheus, structlog); no OpenTelemetry per request.
+        telemetry={"tracing": False, "metrics": False, "logs": False, "operation_spans": False},
     )
     app.state.authenticator = authenticator
     install_problem_handlers(app)
