@@ -307,6 +307,47 @@ def build_router(service: LedgerService, authenticator: Authenticator) -> APIRou
             raise _problem(exc) from exc
         return cloud
 
+    # The license routes first: routes are tried in order and these carry the load.
+    @router.post("/clouds/{cloud_id}/licenses", status_code=201, summary="Assign a license")
+    async def assign(
+        cloud_id: UUID, body: LicenseBody, principal: CurrentPrincipal
+    ) -> JSONResponse:
+        change = await _await(
+            service.submit_assign(
+                cloud_id,
+                body.user_id,
+                body.rights_group,
+                actor_of(principal),
+                authorize=guarded(principal, owner=True, scopes=(SCOPE_LICENSES,)),
+            )
+        )
+        return JSONResponse(
+            {
+                "cloud_id": str(change.cloud_id),
+                "user_id": body.user_id,
+                "rights_group": body.rights_group,
+                "seats": change.seats,
+                "licenses_assigned": change.licenses_assigned,
+                "licenses_free": change.licenses_free,
+                "version": change.version,
+            },
+            status_code=201,
+        )
+
+    @router.delete(
+        "/clouds/{cloud_id}/licenses/{user_id}", status_code=204, summary="Release a license"
+    )
+    async def release(cloud_id: UUID, user_id: str, principal: CurrentPrincipal) -> Response:
+        await _await(
+            service.submit_release(
+                cloud_id,
+                user_id,
+                actor_of(principal),
+                authorize=guarded(principal, owner=True, scopes=(SCOPE_LICENSES,)),
+            )
+        )
+        return Response(status_code=204)
+
     @router.post("/clouds", status_code=201, summary="Open a cloud's contract")
     async def open_cloud(
         body: OpenCloudBody, principal: CurrentPrincipal, request: Request
@@ -428,46 +469,6 @@ def build_router(service: LedgerService, authenticator: Authenticator) -> APIRou
             ),
         )
         return cloud_view(cloud)
-
-    @router.post("/clouds/{cloud_id}/licenses", status_code=201, summary="Assign a license")
-    async def assign(
-        cloud_id: UUID, body: LicenseBody, principal: CurrentPrincipal
-    ) -> JSONResponse:
-        change = await _await(
-            service.submit_assign(
-                cloud_id,
-                body.user_id,
-                body.rights_group,
-                actor_of(principal),
-                authorize=guarded(principal, owner=True, scopes=(SCOPE_LICENSES,)),
-            )
-        )
-        return JSONResponse(
-            {
-                "cloud_id": str(change.cloud_id),
-                "user_id": body.user_id,
-                "rights_group": body.rights_group,
-                "seats": change.seats,
-                "licenses_assigned": change.licenses_assigned,
-                "licenses_free": change.licenses_free,
-                "version": change.version,
-            },
-            status_code=201,
-        )
-
-    @router.delete(
-        "/clouds/{cloud_id}/licenses/{user_id}", status_code=204, summary="Release a license"
-    )
-    async def release(cloud_id: UUID, user_id: str, principal: CurrentPrincipal) -> Response:
-        await _await(
-            service.submit_release(
-                cloud_id,
-                user_id,
-                actor_of(principal),
-                authorize=guarded(principal, owner=True, scopes=(SCOPE_LICENSES,)),
-            )
-        )
-        return Response(status_code=204)
 
     @router.put("/clouds/{cloud_id}/billing-email", summary="Change the billing e-mail")
     async def billing_email(
