@@ -73,9 +73,10 @@ start() {
         "-Dlog4j2.configurationFile=$KAFKA_DIR/log4j2.properties" "-Dseatledger.kafka.logfile=$LOGFILE"
         -cp "$JARS/*")
     if [ ! -f "$STATE/data/meta.properties" ]; then
+        # A URL-safe base64 id may begin with "-": pass it as --cluster-id=ID, never as -t ID.
         local cluster_id
         cluster_id="$("$SEATLEDGER_PYTHON" -c 'import base64,uuid;print(base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("="))')"
-        "${jvm[@]}" kafka.tools.StorageTool format --standalone -t "$cluster_id" \
+        "${jvm[@]}" kafka.tools.StorageTool format --standalone --cluster-id="$cluster_id" \
             -c "$STATE/server.properties" >"$STATE/logs/format.log" 2>&1 \
             || die "formatting the Kafka log directory failed" "$STATE/logs/format.log"
     fi
