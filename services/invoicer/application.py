@@ -18,16 +18,17 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, fields
-from datetime import UTC, date, datetime
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, ClassVar
 from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError
-from eventsourcing.persistence import JSONTranscoder, Transcoding
+from eventsourcing.persistence import JSONTranscoder
 
 from seatledger.tracking import ConcurrencyConflict, Position, TrackedApplication
+from seatledger.transcodings import DataclassAsDict, DateAsISO
 from services.invoicer.domain import (
     CausingEvent,
     CloudInvoices,
@@ -45,32 +46,6 @@ from services.invoicer.domain.model import cloud_invoices_id_for
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
-
-
-class _DateAsISO(Transcoding):
-    type = date
-    name = "date_iso"
-
-    def encode(self, obj: date) -> str:
-        return obj.isoformat()
-
-    def decode(self, data: str) -> date:
-        return date.fromisoformat(data)
-
-
-class _DataclassAsDict(Transcoding):
-    """A frozen value object as the dict of its fields (their values transcoded in turn)."""
-
-    def __init__(self, cls: type[Any], name: str) -> None:
-        self.type = cls
-        self.name = name
-        self._fields = tuple(f.name for f in fields(cls))
-
-    def encode(self, obj: Any) -> dict[str, Any]:
-        return {name: getattr(obj, name) for name in self._fields}
-
-    def decode(self, data: dict[str, Any]) -> Any:
-        return self.type(**data)
 
 
 class IssueStatus(StrEnum):
@@ -117,10 +92,10 @@ class InvoicerApplication(TrackedApplication):
 
     def register_transcodings(self, transcoder: JSONTranscoder) -> None:
         super().register_transcodings(transcoder)
-        transcoder.register(_DateAsISO())
-        transcoder.register(_DataclassAsDict(Customer, "invoicer_customer"))
-        transcoder.register(_DataclassAsDict(InvoiceLine, "invoicer_invoice_line"))
-        transcoder.register(_DataclassAsDict(CausingEvent, "invoicer_causing_event"))
+        transcoder.register(DateAsISO())
+        transcoder.register(DataclassAsDict(Customer, "invoicer_customer"))
+        transcoder.register(DataclassAsDict(InvoiceLine, "invoicer_invoice_line"))
+        transcoder.register(DataclassAsDict(CausingEvent, "invoicer_causing_event"))
 
     # Commands.
 

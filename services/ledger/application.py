@@ -31,11 +31,12 @@ from uuid import UUID
 from zoneinfo import ZoneInfo
 
 from eventsourcing.application import AggregateNotFoundError, Application
-from eventsourcing.persistence import IntegrityError, JSONTranscoder, Transcoding
+from eventsourcing.persistence import IntegrityError, JSONTranscoder
 from eventsourcing.utils import get_topic
 
 from seatledger.billing import local_date, tax_amount
 from seatledger.http.sqldb import SqlDatabase
+from seatledger.transcodings import DataclassAsDict, DateAsISO
 from services.ledger.domain import (
     DEFAULT_LICENSED_RIGHTS_GROUPS,
     Actor,
@@ -85,50 +86,6 @@ class LedgerUnavailable(LedgerError):
 # The eventsourcing application and the transcodings of the domain's value objects.
 
 
-class DateAsISO(Transcoding):
-    type = date
-    name = "date_iso"
-
-    def encode(self, obj: date) -> str:
-        return obj.isoformat()
-
-    def decode(self, data: str) -> date:
-        return date.fromisoformat(data)
-
-
-class ActorAsDict(Transcoding):
-    type = Actor
-    name = "ledger_actor"
-
-    def encode(self, obj: Actor) -> dict[str, str]:
-        return {"kind": obj.kind, "id": obj.id}
-
-    def decode(self, data: dict[str, str]) -> Actor:
-        return Actor(kind=data["kind"], id=data["id"])
-
-
-class TermsAsDict(Transcoding):
-    type = ContractTerms
-    name = "ledger_terms"
-
-    def encode(self, obj: ContractTerms) -> dict[str, Any]:
-        return dict(obj.__dict__)
-
-    def decode(self, data: dict[str, Any]) -> ContractTerms:
-        return ContractTerms(**data)
-
-
-class HonouredQuoteAsDict(Transcoding):
-    type = HonouredQuote
-    name = "ledger_quote"
-
-    def encode(self, obj: HonouredQuote) -> dict[str, Any]:
-        return {"quote_id": obj.quote_id, "charge_date": obj.charge_date, "net": obj.net}
-
-    def decode(self, data: dict[str, Any]) -> HonouredQuote:
-        return HonouredQuote(**data)
-
-
 class Ledger(Application[UUID]):
     """The event store of the clouds. Its notification log (``ledger``) is the outbox."""
 
@@ -137,9 +94,9 @@ class Ledger(Application[UUID]):
     def register_transcodings(self, transcoder: JSONTranscoder) -> None:
         super().register_transcodings(transcoder)
         transcoder.register(DateAsISO())
-        transcoder.register(ActorAsDict())
-        transcoder.register(TermsAsDict())
-        transcoder.register(HonouredQuoteAsDict())
+        transcoder.register(DataclassAsDict(Actor, "ledger_actor"))
+        transcoder.register(DataclassAsDict(ContractTerms, "ledger_terms"))
+        transcoder.register(DataclassAsDict(HonouredQuote, "ledger_quote"))
 
     def find(self, cloud_id: UUID) -> Cloud | None:
         try:
