@@ -32,7 +32,7 @@ from eventsourcing.application import Application
 from eventsourcing.domain import Aggregate, event
 from psycopg import sql
 
-from schemas.envelope import CONTENT_TYPE, CloudEvent
+from schemas.envelope import CONTENT_TYPE, CloudEvent, stable_event_id
 from schemas.ledger import Actor, LicenseAssigned
 from seatledger.kafka import TopicSpec, ensure_topics, producer_config
 from seatledger.persistence import application_env, ensure_postgres_schema
@@ -73,7 +73,7 @@ def to_cloud_event(domain_event: Any) -> CloudEvent | None:
     )
     return CloudEvent.of(
         data,
-        id=str(uuid.uuid5(domain_event.originator_id, str(domain_event.originator_version))),
+        id=stable_event_id(domain_event.originator_id, str(domain_event.originator_version)),
         subject=str(domain_event.originator_id),
         time=domain_event.timestamp,
     )

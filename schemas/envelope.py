@@ -6,8 +6,10 @@ re-publication carries the same id), ``subject`` is the cloud id, which is also 
 
 from __future__ import annotations
 
+import hashlib
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal
+from uuid import UUID
 
 from pydantic import Field
 
@@ -62,6 +64,16 @@ class CloudEvent(ContractModel):
     def to_json_bytes(self) -> bytes:
         """The message value: the structured-mode JSON of the whole event."""
         return self.__pydantic_serializer__.to_json(self)
+
+
+def stable_event_id(namespace: UUID, name: str) -> str:
+    """``str(uuid.uuid5(namespace, name))``, computed without building UUID objects (event ids
+    are derived for every published event)."""
+    digest = bytearray(hashlib.sha1(namespace.bytes + name.encode()).digest()[:16])  # noqa: S324
+    digest[6] = (digest[6] & 0x0F) | 0x50  # version 5
+    digest[8] = (digest[8] & 0x3F) | 0x80  # RFC 4122 variant
+    h = digest.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 def source_of(service: str) -> str:

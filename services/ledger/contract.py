@@ -11,7 +11,7 @@ from typing import Any
 from uuid import NAMESPACE_URL, UUID, uuid5
 
 from schemas import ledger as contract
-from schemas.envelope import CloudEvent, dataschema_uri
+from schemas.envelope import CloudEvent, stable_event_id
 from services.ledger.domain import Actor, Cloud, ContractTerms
 
 SOURCE = "/seatledger/ledger"
@@ -21,7 +21,7 @@ EVENT_ID_NAMESPACE = uuid5(NAMESPACE_URL, "https://seatledger.dev/ledger/events"
 
 def event_id(cloud_id: UUID, version: int) -> UUID:
     """The stable id of the event number ``version`` of cloud ``cloud_id``."""
-    return uuid5(EVENT_ID_NAMESPACE, f"{cloud_id}:{version}")
+    return UUID(stable_event_id(EVENT_ID_NAMESPACE, f"{cloud_id}:{version}"))
 
 
 def _actor(actor: Actor) -> contract.Actor:
@@ -136,13 +136,10 @@ def to_cloud_event(domain_event: Any) -> CloudEvent | None:
     payload = to_contract(domain_event)
     if payload is None:
         return None
-    event_type = payload.event_type()
-    return CloudEvent(
-        id=str(event_id(domain_event.originator_id, domain_event.originator_version)),
-        source=SOURCE,
-        type=event_type,
-        subject=str(domain_event.originator_id),
+    cloud_id = domain_event.originator_id
+    return CloudEvent.of(
+        payload,
+        id=stable_event_id(EVENT_ID_NAMESPACE, f"{cloud_id}:{domain_event.originator_version}"),
+        subject=str(cloud_id),
         time=domain_event.timestamp,
-        dataschema=dataschema_uri(event_type),
-        data=payload.model_dump(mode="json"),
     )
