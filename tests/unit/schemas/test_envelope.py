@@ -45,10 +45,9 @@ def test_an_envelope_assembled_from_a_model_reads_back_as_that_model() -> None:
     ("id_", "subject", "time"),
     [
         ("", "cloud", datetime(2026, 1, 1, tzinfo=UTC)),
-        ("id", "", datetime(2026, 1, 1, tzinfo=UTC)),
         ("id", "cloud", datetime(2026, 1, 1)),  # the point: no offset
     ],
 )
-def test_an_envelope_without_id_subject_or_offset_is_refused(id_, subject, time) -> None:
-    with pytest.raises(ValueError, match=r"id and a subject|UTC offset"):
+def test_an_envelope_without_id_or_offset_is_refused(id_, subject, time) -> None:
+    with pytest.raises(ValueError, match=r"at least 1 character|UTC offset"):
         CloudEvent.of(_data(), id=id_, subject=subject, time=time)
