@@ -8,6 +8,7 @@ When a server does not answer, the test fails with the cause: it is never skippe
 from __future__ import annotations
 
 import os
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from urllib.parse import urlsplit, urlunsplit
@@ -34,16 +35,25 @@ def postgres_admin_url() -> str:
 
 @pytest.fixture
 def postgres_url(postgres_admin_url: str) -> Iterator[str]:
-    """A fresh, empty database for one test, dropped afterwards."""
+    """A fresh, empty database for one test, dropped afterwards.
+
+    The drop is retried: an autovacuum worker (a superuser process) may briefly hold the
+    database, and ``DROP ... WITH (FORCE)`` may not terminate it."""
     name = f"sl_test_{uuid.uuid4().hex[:16]}"
     with psycopg.connect(postgres_admin_url, autocommit=True) as conn:
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
     parts = urlsplit(postgres_admin_url)
     yield urlunsplit(parts._replace(path=f"/{name}"))
-    with psycopg.connect(postgres_admin_url, autocommit=True) as conn:
-        conn.execute(
-            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-        )
+    drop = sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+    for attempt in range(20):
+        try:
+            with psycopg.connect(postgres_admin_url, autocommit=True) as conn:
+                conn.execute(drop)
+            return
+        except psycopg.errors.InsufficientPrivilege:
+            if attempt == 19:
+                raise
+            time.sleep(0.25)
 
 
 @pytest.fixture(scope="session")

@@ -5,20 +5,16 @@ from __future__ import annotations
 import socket
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
-import psycopg
 import pytest
 import structlog
 import uvicorn
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
-from psycopg import sql
 
 from seatledger.auth import mint_token
 from seatledger.config import Settings, load_settings
@@ -116,28 +112,6 @@ class LedgerFactory:
     def close(self) -> None:
         for node in self.nodes:
             node.components.close()
-
-
-@pytest.fixture
-def postgres_url(postgres_admin_url: str) -> Iterator[str]:
-    """A fresh, empty database for one test, dropped afterwards. Like the shared fixture, but
-    the drop is retried: an autovacuum worker (a superuser process) may briefly hold the
-    database, and ``DROP ... WITH (FORCE)`` may not terminate it."""
-    name = f"sl_test_{uuid.uuid4().hex[:16]}"
-    with psycopg.connect(postgres_admin_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    parts = urlsplit(postgres_admin_url)
-    yield urlunsplit(parts._replace(path=f"/{name}"))
-    drop = sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-    for attempt in range(20):
-        try:
-            with psycopg.connect(postgres_admin_url, autocommit=True) as conn:
-                conn.execute(drop)
-            return
-        except psycopg.errors.InsufficientPrivilege:
-            if attempt == 19:
-                raise
-            time.sleep(0.25)
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
