@@ -1,5 +1,5 @@
-"""The notifier as its own process (``python -m services.notifier``, what ``seatledger run
-notifier`` runs): Kafka in, SMTP out, outcome published, health and metrics, clean SIGTERM."""
+"""The notifier as its own process (``seatledger run notifier``):
+Kafka in, SMTP out, outcome published, health and metrics, clean SIGTERM."""
 
 from __future__ import annotations
 
@@ -78,7 +78,10 @@ def test_the_notifier_process_mails_an_invoice_publishes_the_outcome_and_stops_o
         "SEATLEDGER_JWT_SECRET": "x" * 40,
     }
     process = subprocess.Popen(
-        [sys.executable, "-m", "services.notifier"], env=env, stderr=subprocess.PIPE, text=True
+        [sys.executable, "-m", "seatledger.cli", "run", "notifier"],
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     base = f"http://127.0.0.1:{http_port}"
     try:
