@@ -13,7 +13,7 @@ from seatledger.auth import Authenticator, InsecureConfiguration
 from seatledger.cli import CommandError
 from seatledger.config import Settings, load_settings
 from seatledger.logging import configure_logging, get_logger
-from seatledger.persistence import DatabaseUrlError, redact_url
+from seatledger.persistence import DatabaseUrlError, application_env, redact_url
 
 log = get_logger("seatledger.commands.serve")
 
@@ -135,6 +135,7 @@ def run_service(args: argparse.Namespace) -> int:
     if not settings.database_url:
         raise CommandError("SEATLEDGER_DATABASE_URL is not set (postgresql://user:pw@host/db)")
     try:
+        application_env(settings.database_url, args.service, settings.data_dir)  # a usable URL?
         if args.service != "notifier":  # the notifier serves no authenticated route
             Authenticator(settings)  # refuses the development secret outside the embedded default
         return _run(args.service, settings)
