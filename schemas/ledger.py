@@ -112,6 +112,18 @@ class LicenseReleased(LedgerEvent):
     seats: int = Field(ge=1)
 
 
+class LicenseRightsGroupChanged(LedgerEvent):
+    """A license holder moved to another licensed rights group; the license is kept."""
+
+    event_name = "LicenseRightsGroupChanged"
+
+    user_id: str
+    rights_group: str = Field(description="the user's new, licensed group")
+    previous_rights_group: str = Field(description="the licensed group the user had")
+    licenses_assigned: int = Field(ge=1, description="licenses held (unchanged by this event)")
+    seats: int = Field(ge=1)
+
+
 class PeriodRenewed(LedgerEvent):
     event_name = "PeriodRenewed"
 
@@ -143,6 +155,7 @@ LEDGER_EVENTS: tuple[type[LedgerEvent], ...] = (
     SeatsIncreased,
     LicenseAssigned,
     LicenseReleased,
+    LicenseRightsGroupChanged,
     PeriodRenewed,
     SeatReductionScheduled,
     BillingEmailChanged,

@@ -57,6 +57,7 @@ _STATUS: dict[type[Exception], tuple[int, str]] = {
     domain.InvalidBillingEmail: (422, "Invalid billing e-mail"),
     domain.UnlicensedRightsGroup: (422, "Rights group needs no license"),
     domain.UnknownRightsGroup: (422, "Unknown rights group"),
+    domain.LicensedRightsGroup: (422, "Rights group needs a license"),
     domain.ChargeDateOutsidePeriod: (422, "Charge date outside the period"),
     InvalidEffectiveDate: (422, "Invalid effective date"),
     domain.SeatsMustGrow: (409, "Seats must grow"),
@@ -184,6 +185,16 @@ class PurchaseBody(SeatsBody):
 class LicenseBody(_Body):
     user_id: str = Field(min_length=1, max_length=200)
     rights_group: str = Field(min_length=1, max_length=100)
+
+
+class RightsGroupBody(_Body):
+    rights_group: str = Field(min_length=1, max_length=100)
+    previous_rights_group: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=100,
+        description="the unlicensed group the user had (e.g. guest), recorded on an assignment",
+    )
 
 
 class BillingEmailBody(_Body):
@@ -337,16 +348,60 @@ def build_router(service: LedgerService, authenticator: Authenticator) -> APIRou
     @router.delete(
         "/clouds/{cloud_id}/licenses/{user_id}", status_code=204, summary="Release a license"
     )
-    async def release(cloud_id: UUID, user_id: str, principal: CurrentPrincipal) -> Response:
+    async def release(
+        cloud_id: UUID,
+        user_id: str,
+        principal: CurrentPrincipal,
+        rights_group: Annotated[
+            str | None,
+            Query(
+                min_length=1,
+                max_length=100,
+                description="the user's new, unlicensed rights group (e.g. guest), recorded",
+            ),
+        ] = None,
+    ) -> Response:
         await _await(
             service.submit_release(
                 cloud_id,
                 user_id,
                 actor_of(principal),
+                rights_group=rights_group,
                 authorize=guarded(principal, owner=True, scopes=(SCOPE_LICENSES,)),
             )
         )
         return Response(status_code=204)
+
+    @router.put(
+        "/clouds/{cloud_id}/users/{user_id}/rights-group",
+        summary="Set a user's rights group (assigns, keeps or releases the license)",
+    )
+    async def rights_group(
+        cloud_id: UUID, user_id: str, body: RightsGroupBody, principal: CurrentPrincipal
+    ) -> JSONResponse:
+        state = await _await(
+            service.submit_rights_group(
+                cloud_id,
+                user_id,
+                body.rights_group,
+                actor_of(principal),
+                previous_rights_group=body.previous_rights_group,
+                authorize=guarded(principal, owner=True, scopes=(SCOPE_LICENSES,)),
+            )
+        )
+        return JSONResponse(
+            {
+                "cloud_id": str(state.cloud_id),
+                "user_id": state.user_id,
+                "rights_group": state.rights_group,
+                "holds_license": state.holds_license,
+                "outcome": state.outcome,
+                "seats": state.seats,
+                "licenses_assigned": state.licenses_assigned,
+                "licenses_free": state.licenses_free,
+                "version": state.version,
+            }
+        )
 
     @router.post("/clouds", status_code=201, summary="Open a cloud's contract")
     async def open_cloud(

@@ -561,6 +561,21 @@ class LicenseChange:
 
 
 @dataclass(frozen=True)
+class RightsGroupState:
+    """What a rights-group change answers: the user's license state after it."""
+
+    cloud_id: UUID
+    user_id: str
+    rights_group: str
+    holds_license: bool
+    outcome: str
+    seats: int
+    licenses_assigned: int
+    licenses_free: int
+    version: int
+
+
+@dataclass(frozen=True)
 class OpenCloud:
     cloud_id: UUID | None
     terms: ContractTerms
@@ -699,13 +714,53 @@ class LedgerService:
         return self._on_cloud("assign_license", cloud_id, change, authorize)
 
     def submit_release(
-        self, cloud_id: UUID, user_id: str, actor: Actor, *, authorize: Authorize | None = None
+        self,
+        cloud_id: UUID,
+        user_id: str,
+        actor: Actor,
+        *,
+        rights_group: str | None = None,
+        authorize: Authorize | None = None,
     ) -> Future[LicenseChange]:
         def change(cloud: Cloud, now: datetime) -> LicenseChange:
-            cloud.release_license(user_id=user_id, actor=actor, at=now)
+            cloud.release_license(user_id=user_id, actor=actor, at=now, rights_group=rights_group)
             return LicenseChange.of(cloud)
 
         return self._on_cloud("release_license", cloud_id, change, authorize)
+
+    def submit_rights_group(
+        self,
+        cloud_id: UUID,
+        user_id: str,
+        rights_group: str,
+        actor: Actor,
+        *,
+        previous_rights_group: str | None = None,
+        authorize: Authorize | None = None,
+    ) -> Future[RightsGroupState]:
+        """Put a user in a rights group; the group decides whether they hold a license."""
+
+        def change(cloud: Cloud, now: datetime) -> RightsGroupState:
+            outcome = cloud.set_rights_group(
+                user_id=user_id,
+                rights_group=rights_group,
+                actor=actor,
+                at=now,
+                previous_rights_group=previous_rights_group,
+            )
+            return RightsGroupState(
+                cloud_id=cloud.id,
+                user_id=user_id,
+                rights_group=rights_group,
+                holds_license=user_id in cloud.licenses,
+                outcome=outcome,
+                seats=cloud.seats,
+                licenses_assigned=cloud.licenses_assigned,
+                licenses_free=cloud.licenses_free,
+                version=cloud.version,
+            )
+
+        return self._on_cloud("set_rights_group", cloud_id, change, authorize)
 
     def submit_billing_email(
         self,

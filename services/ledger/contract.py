@@ -93,7 +93,7 @@ def to_contract(domain_event: Any) -> contract.LedgerEvent | None:
                 **base,
                 user_id=domain_event.user_id,
                 rights_group=domain_event.rights_group,
-                previous_rights_group=None,
+                previous_rights_group=domain_event.previous_rights_group,
                 licenses_assigned=domain_event.licenses_assigned,
                 seats=domain_event.seats,
             )
@@ -102,7 +102,16 @@ def to_contract(domain_event: Any) -> contract.LedgerEvent | None:
                 **base,
                 user_id=domain_event.user_id,
                 previous_rights_group=domain_event.previous_rights_group,
-                rights_group=None,
+                rights_group=domain_event.rights_group,
+                licenses_assigned=domain_event.licenses_assigned,
+                seats=domain_event.seats,
+            )
+        case Cloud.LicenseRightsGroupChanged():
+            return contract.LicenseRightsGroupChanged(
+                **base,
+                user_id=domain_event.user_id,
+                rights_group=domain_event.rights_group,
+                previous_rights_group=domain_event.previous_rights_group,
                 licenses_assigned=domain_event.licenses_assigned,
                 seats=domain_event.seats,
             )

@@ -76,6 +76,10 @@ class UnknownRightsGroup(LedgerError):
     """The rights group is not one of the cloud's licensed groups."""
 
 
+class LicensedRightsGroup(LedgerError):
+    """A release names a new rights group that needs a license."""
+
+
 class InvalidSeatReduction(LedgerError):
     """A reduction names a total below the current seats and at least one."""
 
@@ -197,6 +201,8 @@ class Cloud(Aggregate):
         licenses_assigned: int
         seats: int
         actor: Actor
+        #: The user's unlicensed group before (e.g. ``guest``), when a group change assigned it.
+        previous_rights_group: str | None = None
 
         def apply(self, aggregate: Any) -> None:
             aggregate.licenses[self.user_id] = self.rights_group
@@ -207,9 +213,24 @@ class Cloud(Aggregate):
         licenses_assigned: int
         seats: int
         actor: Actor
+        #: The user's new, unlicensed group (e.g. ``guest``); None when it was not given.
+        rights_group: str | None = None
 
         def apply(self, aggregate: Any) -> None:
             del aggregate.licenses[self.user_id]
+
+    class LicenseRightsGroupChanged(Aggregate.Event):
+        """A license holder moved from one licensed group to another: the license is kept."""
+
+        user_id: str
+        rights_group: str
+        previous_rights_group: str
+        licenses_assigned: int
+        seats: int
+        actor: Actor
+
+        def apply(self, aggregate: Any) -> None:
+            aggregate.licenses[self.user_id] = self.rights_group
 
     class PeriodRenewed(Aggregate.Event):
         period_index: int
@@ -399,7 +420,13 @@ class Cloud(Aggregate):
         )
 
     def assign_license(
-        self, *, user_id: str, rights_group: str, actor: Actor, at: datetime
+        self,
+        *,
+        user_id: str,
+        rights_group: str,
+        actor: Actor,
+        at: datetime,
+        previous_rights_group: str | None = None,
     ) -> None:
         if not user_id.strip():
             raise LicenseNotHeld("the user id is empty")
@@ -422,11 +449,21 @@ class Cloud(Aggregate):
             licenses_assigned=len(self.licenses) + 1,
             seats=self.seats,
             actor=actor,
+            previous_rights_group=previous_rights_group,
         )
 
-    def release_license(self, *, user_id: str, actor: Actor, at: datetime) -> None:
+    def release_license(
+        self, *, user_id: str, actor: Actor, at: datetime, rights_group: str | None = None
+    ) -> None:
+        """Release the user's license; ``rights_group`` is their new group, if known. A new
+        group that needs a license contradicts the release and is refused."""
         if user_id not in self.licenses:
             raise LicenseNotHeld("the user holds no license on this cloud")
+        if rights_group is not None and self.is_licensed_group(rights_group):
+            raise LicensedRightsGroup(
+                f"the rights group {rights_group!r} needs a license: change the user's "
+                "rights group instead of releasing the license"
+            )
         self.trigger_event(
             self.LicenseReleased,
             timestamp=at,
@@ -435,7 +472,61 @@ class Cloud(Aggregate):
             licenses_assigned=len(self.licenses) - 1,
             seats=self.seats,
             actor=actor,
+            rights_group=rights_group,
         )
+
+    def set_rights_group(
+        self,
+        *,
+        user_id: str,
+        rights_group: str,
+        actor: Actor,
+        at: datetime,
+        previous_rights_group: str | None = None,
+    ) -> str:
+        """Put the user in ``rights_group``: the group decides whether they hold a license.
+
+        - a licensed group, no license held: ``LicenseAssigned`` (:class:`NoFreeSeat` when
+          every seat is taken); ``previous_rights_group`` is the unlicensed group they had;
+        - an unlicensed group (``guest`` or any group not licensed on this cloud), a license
+          held: ``LicenseReleased`` with the new group;
+        - another licensed group, a license held: ``LicenseRightsGroupChanged``;
+        - otherwise the state already matches and nothing is recorded.
+
+        Returns the outcome: ``assigned``, ``released``, ``changed`` or ``unchanged``.
+        """
+        if not user_id.strip():
+            raise LicenseNotHeld("the user id is empty")
+        if not rights_group.strip():
+            raise UnknownRightsGroup("the rights group is empty")
+        held = self.licenses.get(user_id)
+        if self.is_licensed_group(rights_group):
+            if held is None:
+                self.assign_license(
+                    user_id=user_id,
+                    rights_group=rights_group,
+                    actor=actor,
+                    at=at,
+                    previous_rights_group=previous_rights_group,
+                )
+                return "assigned"
+            if held == rights_group:
+                return "unchanged"
+            self.trigger_event(
+                self.LicenseRightsGroupChanged,
+                timestamp=at,
+                user_id=user_id,
+                rights_group=rights_group,
+                previous_rights_group=held,
+                licenses_assigned=len(self.licenses),
+                seats=self.seats,
+                actor=actor,
+            )
+            return "changed"
+        if held is None:
+            return "unchanged"
+        self.release_license(user_id=user_id, actor=actor, at=at, rights_group=rights_group)
+        return "released"
 
     def change_billing_email(self, *, billing_email: str, actor: Actor, at: datetime) -> bool:
         """Record the new address; returns False (recording nothing) when it is unchanged."""
@@ -455,6 +546,13 @@ class Cloud(Aggregate):
     @property
     def current_period(self) -> Period:
         return period_at(self.terms.term_start, self.terms.period_kind, self.period_index)
+
+    def is_licensed_group(self, rights_group: str) -> bool:
+        """Whether a member of ``rights_group`` holds a license on this cloud."""
+        return (
+            rights_group not in UNLICENSED_RIGHTS_GROUPS
+            and rights_group in self.licensed_rights_groups
+        )
 
     @property
     def licenses_assigned(self) -> int:

@@ -65,6 +65,14 @@ SAMPLES: dict[str, dict[str, Any]] = {
         "licenses_assigned": 3,
         "seats": 8,
     },
+    "seatledger.ledger.LicenseRightsGroupChanged.v1": {
+        **BASE,
+        "user_id": "user-4",
+        "rights_group": "admin",
+        "previous_rights_group": "employee",
+        "licenses_assigned": 4,
+        "seats": 8,
+    },
     "seatledger.ledger.PeriodRenewed.v1": {
         **BASE,
         "actor": {"kind": "system", "id": "scheduler"},

@@ -46,6 +46,8 @@ def a_cloud_with_every_event() -> tuple[Cloud, list]:
     cloud.increase_seats(seats=4, actor=OWNER, at=T0, quote=quote)
     cloud.assign_license(user_id="u", rights_group="admin", actor=OWNER, at=T0)
     cloud.release_license(user_id="u", actor=OWNER, at=T0)
+    cloud.set_rights_group(user_id="v", rights_group="employee", actor=OWNER, at=T0)
+    cloud.set_rights_group(user_id="v", rights_group="admin", actor=OWNER, at=T0)
     cloud.schedule_reduction(seats=3, actor=OWNER, at=T0)
     cloud.change_billing_email(billing_email="ap@acme.example", actor=OWNER, at=T0)
     cloud.renew_due(at=datetime(2026, 4, 2, tzinfo=UTC))
