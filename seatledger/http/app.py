@@ -4,6 +4,12 @@
 ledger and the invoicer in one app) with the shared behaviour: problem+json for every error,
 a request id and one canonical log line per request, ``/healthz``, ``/readyz``, ``/metrics``,
 bearer authentication (:data:`CurrentPrincipal`) and the ``Idempotency-Key`` mechanism.
+
+A service without authenticated routes (the notifier's health and metrics surface) passes no
+authenticator and needs no JWT settings. Then a route that depends on the caller
+(:data:`CurrentPrincipal`) or an idempotency store cannot work: ``create_app`` refuses to
+build such an app (:class:`ValueError` at startup, naming the routes) rather than answering
+requests with errors later.
 """
 
 from __future__ import annotations
@@ -18,7 +24,12 @@ from prometheus_client import CollectorRegistry
 
 from seatledger.auth import Authenticator, Principal
 from seatledger.http.idempotency import IdempotencyMiddleware, IdempotencyStore
-from seatledger.http.problems import install_problem_handlers, problem_response, raw_problem
+from seatledger.http.problems import (
+    Problem,
+    install_problem_handlers,
+    problem_response,
+    raw_problem,
+)
 from seatledger.http.requestlog import HttpMetrics, RequestLogMiddleware
 from seatledger.metrics import render
 
@@ -31,24 +42,38 @@ def create_app(
     title: str,
     routers: Iterable[APIRouter],
     registry: CollectorRegistry,
-    authenticator: Authenticator,
+    authenticator: Authenticator | None = None,
     readiness_checks: Mapping[str, ReadinessCheck] | None = None,
     idempotency_stores: Mapping[str, IdempotencyStore] | None = None,
     service: str = "seatledger",
     version: str = "1",
     on_shutdown: Sequence[Callable[[], None]] = (),
+    openapi: bool = True,
 ) -> FastAPI:
     """A FastAPI app serving ``routers``.
 
     ``idempotency_stores`` maps path prefixes (e.g. ``"/v1/clouds"``) to the store of the
-    service owning those paths; ``readiness_checks`` name the checks ``/readyz`` runs.
+    service owning those paths; ``readiness_checks`` name the checks ``/readyz`` runs;
+    ``openapi=False`` serves neither ``/openapi.json`` nor ``/docs``. Without an
+    ``authenticator``, routes needing the caller and idempotency stores are refused
+    (:class:`ValueError`).
     """
+    routers = list(routers)
+    if authenticator is None:
+        needing = [path for router in routers for path in _routes_needing_principal(router)]
+        if needing:
+            raise ValueError(
+                "these routes need an authenticated caller but the app has no authenticator: "
+                + ", ".join(needing)
+            )
+        if idempotency_stores:
+            raise ValueError("idempotency keys are scoped per caller: they need an authenticator")
     checks = dict(readiness_checks or {})
     app = FastAPI(
         title=title,
         version=version,
-        openapi_url="/openapi.json",
-        docs_url="/docs",
+        openapi_url="/openapi.json" if openapi else None,
+        docs_url="/docs" if openapi else None,
         redoc_url=None,
         # Metrics and logs are our own (Prometheus, structlog); no OpenTelemetry per request.
         telemetry={"tracing": False, "metrics": False, "logs": False, "operation_spans": False},
@@ -87,7 +112,7 @@ def create_app(
     for callback in on_shutdown:
         app.router.on_shutdown.append(callback)
 
-    if idempotency_stores:
+    if idempotency_stores and authenticator is not None:
         app.add_middleware(
             IdempotencyMiddleware,
             stores=idempotency_stores,
@@ -102,17 +127,35 @@ def create_app(
     return app
 
 
+def _depends_on(dependant: Any, call: Callable[..., Any]) -> bool:
+    return any(
+        dep.call is call or _depends_on(dep, call) for dep in getattr(dependant, "dependencies", ())
+    )
+
+
+def _routes_needing_principal(router: APIRouter) -> list[str]:
+    return [
+        f"{sorted(getattr(route, 'methods', ()) or ())} {getattr(route, 'path', route)}"
+        for route in router.routes
+        if _depends_on(getattr(route, "dependant", None), get_principal)
+    ]
+
+
 async def get_principal(request: Request) -> Principal:
     """The verified caller of a request (401 problem+json otherwise). Verification is CPU
     work of microseconds: it runs on the event loop, not in the thread pool."""
-    authenticator: Authenticator = request.app.state.authenticator
+    authenticator: Authenticator | None = request.app.state.authenticator
+    if authenticator is None:  # create_app refuses such routes; a route added later lands here
+        raise Problem(500, "Internal Server Error", "this service authenticates no caller")
     principal = authenticator.verify_header(request.headers.get("authorization"))
     request.state.principal = principal
     return principal
 
 
 def get_authenticator(request: Request) -> Authenticator:
-    authenticator: Authenticator = request.app.state.authenticator
+    authenticator: Authenticator | None = request.app.state.authenticator
+    if authenticator is None:
+        raise Problem(500, "Internal Server Error", "this service authenticates no caller")
     return authenticator
 
 
