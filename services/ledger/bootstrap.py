@@ -153,7 +153,7 @@ def ledger_app_from_env() -> FastAPI:
     from seatledger.metrics import new_registry
 
     settings = load_settings()
-    configure_logging(settings.log_level, settings.log_format)
+    configure_logging(settings.log_level, settings.log_format, buffered=True)
     registry = new_registry("ledger")
     components = build_ledger(settings, registry)
     components.start()
@@ -169,7 +169,7 @@ def serve_ledger(settings: Settings, *, scheduler: bool = True, workers: int = 1
     from seatledger.logging import configure_logging
     from seatledger.metrics import new_registry
 
-    configure_logging(settings.log_level, settings.log_format)
+    configure_logging(settings.log_level, settings.log_format, buffered=True)
     if workers > 1:
         uvicorn.run(
             "services.ledger.bootstrap:ledger_app_from_env",
