@@ -49,21 +49,42 @@ class CloudEvent(ContractModel):
 
     @classmethod
     def of(cls, data: EventData, *, id: str, subject: str, time: datetime) -> CloudEvent:
-        """The envelope of ``data``: its type, source and dataschema follow from its model."""
-        event_type = data.event_type()
-        return cls(
-            id=id,
-            source=source_of(type(data).source_service),
-            type=event_type,
-            subject=subject,
-            time=time,
-            dataschema=dataschema_uri(event_type),
-            data=data.model_dump(mode="json"),
+        """The envelope of ``data``: its type, source and dataschema follow from its model.
+
+        Validated like any other construction (every publishing service builds one per event,
+        so the model's constants are worked out once per model and the validator is called
+        directly: about half the cost of ``cls(...)`` with ``data.model_dump(mode="json")``).
+        """
+        model = type(data)
+        constants = _CONSTANTS.get(model)
+        if constants is None:
+            constants = _CONSTANTS[model] = _envelope_constants(model)
+        event_type, source, dataschema = constants
+        envelope: CloudEvent = cls.__pydantic_validator__.validate_python(
+            {
+                "id": id,
+                "source": source,
+                "type": event_type,
+                "subject": subject,
+                "time": time,
+                "dataschema": dataschema,
+                "data": model.__pydantic_serializer__.to_python(data, mode="json"),
+            }
         )
+        return envelope
 
     def to_json_bytes(self) -> bytes:
         """The message value: the structured-mode JSON of the whole event."""
         return self.__pydantic_serializer__.to_json(self)
+
+
+#: ``{event model: (type, source, dataschema)}``, filled as models are first published.
+_CONSTANTS: dict[type[EventData], tuple[str, str, str]] = {}
+
+
+def _envelope_constants(model: type[EventData]) -> tuple[str, str, str]:
+    event_type = model.event_type()
+    return event_type, source_of(model.source_service), dataschema_uri(event_type)
 
 
 def stable_event_id(namespace: UUID, name: str) -> str:
