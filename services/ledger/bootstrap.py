@@ -31,6 +31,7 @@ from services.ledger.application import (
     LedgerService,
     QuoteStore,
 )
+from services.ledger.fastpath import install_license_fast_path
 from services.ledger.metrics import PrometheusLedgerObserver
 from services.ledger.scheduler import RenewalScheduler
 
@@ -130,8 +131,9 @@ def build_ledger(
 def create_ledger_app(
     components: LedgerComponents, registry: CollectorRegistry, **kwargs: Any
 ) -> FastAPI:
-    """A FastAPI app serving the ledger alone."""
-    return create_app(
+    """A FastAPI app serving the ledger alone (the license commands through
+    :mod:`services.ledger.fastpath`)."""
+    api = create_app(
         title="seatledger ledger",
         routers=components.routers,
         registry=registry,
@@ -142,6 +144,8 @@ def create_ledger_app(
         on_shutdown=[components.close],
         **kwargs,
     )
+    install_license_fast_path(api, components.service, components.authenticator)
+    return api
 
 
 def ledger_app_from_env() -> FastAPI:
