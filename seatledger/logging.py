@@ -154,14 +154,23 @@ def configure_logging(level: str = "INFO", fmt: str = "json", *, buffered: bool 
         redact,
     ]
     renderer: Any
+    # Tracebacks never show local variables: they hold request bodies, addresses and tokens.
     if fmt == "console":
-        renderer = structlog.dev.ConsoleRenderer()
+        renderer = structlog.dev.ConsoleRenderer(
+            exception_formatter=structlog.dev.RichTracebackFormatter(show_locals=False)
+        )
     else:
-        shared.append(structlog.processors.dict_tracebacks)
+        shared.append(
+            structlog.processors.ExceptionRenderer(
+                structlog.tracebacks.ExceptionDictTransformer(show_locals=False)
+            )
+        )
         renderer = structlog.processors.JSONRenderer()
     global _buffer, _at_exit_registered
     _close_buffer()
-    factory: Any = structlog.PrintLoggerFactory(sys.stderr)
+    # sys.stderr is looked up whenever a logger is made, not kept from now: whoever replaces
+    # it later (a test runner's capture, a daemonizing wrapper) is written to, not a stale file.
+    factory: Any = _stderr_logger
     if buffered:
         if not _at_exit_registered:
             atexit.register(_close_buffer)
@@ -176,6 +185,10 @@ def configure_logging(level: str = "INFO", fmt: str = "json", *, buffered: bool 
     )
     # Libraries that log through the standard library (uvicorn, eventsourcing) go to stderr.
     logging.basicConfig(level=max(numeric, logging.WARNING), stream=sys.stderr, force=True)
+
+
+def _stderr_logger(*_args: Any) -> structlog.PrintLogger:
+    return structlog.PrintLogger(sys.stderr)
 
 
 def get_logger(name: str) -> Any:
