@@ -18,9 +18,13 @@ every message up to it. So:
 
 Throughput comes from batching and pipelining: while the broker acknowledges one batch the
 relay reads and produces the next (at most ``max_in_flight`` batches in flight), and records
-its position once per acknowledged batch. Latency comes from waking on PostgreSQL's
-LISTEN/NOTIFY (the recorder notifies its channel on every insert); on SQLite the relay polls
-every ``idle_poll_s``.
+its position once per acknowledged batch. After a full batch the next one is read ahead on a
+second thread while the current one is mapped and produced (read-ahead only moves where the
+next read starts; the recorded position still follows the acknowledgements, and a failure
+discards what was read ahead and starts again from the recorded position).
+
+Latency comes from waking on PostgreSQL's LISTEN/NOTIFY (the recorder notifies its channel on
+every insert); on SQLite the relay polls every ``idle_poll_s``.
 
 Every node of a service may run a relay: on PostgreSQL, :meth:`OutboxRelay.run` publishes only
 while it holds the store's advisory lock (one per store and topic); the others stand by and take
@@ -36,6 +40,7 @@ import time
 import weakref
 from collections import deque
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -166,40 +171,46 @@ class _Batch:
         return self.acked + len(self.errors) >= self.expected
 
 
-#: One message ready to produce: key, value, headers, and the event's creation time (epoch s).
-Mapped = tuple[bytes, bytes, list[tuple[str, str | bytes | None]], float | None]
+#: One message ready to produce: key, value, headers.
+Mapped = tuple[bytes, bytes, list[tuple[str, str | bytes | None]]]
+
+_CONTENT_TYPE_PAIR: tuple[str, str | bytes | None] = (CONTENT_TYPE_HEADER, CONTENT_TYPE)
 
 
 def map_notifications(
     domain_mapper: Any, mapper: Mapper, validate: bool, notifications: Sequence[Notification]
-) -> list[Mapped]:
-    """Turn stored events into messages (skipping those the mapper does not publish)."""
+) -> tuple[list[Mapped], float | None]:
+    """Turn stored events into messages (skipping those the mapper does not publish), and the
+    creation time (epoch s) of the last one published, if known."""
     to_domain_event = domain_mapper.to_domain_event
     known_types = event_models()
     mapped: list[Mapped] = []
+    append = mapped.append
+    last_published: Any = None
     for notification in notifications:
         domain_event = to_domain_event(notification)
         cloud_event = mapper(domain_event)
         if cloud_event is None:
             continue
+        event_type = cloud_event.type
         if validate:
             check_cloud_event(cloud_event)
-        elif cloud_event.type not in known_types:
-            model_for(cloud_event.type)  # raises: an unknown type is never published
-        timestamp = getattr(domain_event, "timestamp", None)
-        mapped.append(
+        elif event_type not in known_types:
+            model_for(event_type)  # raises: an unknown type is never published
+        append(
             (
                 cloud_event.subject.encode(),
                 cloud_event.to_json_bytes(),
                 [
                     (EVENT_ID_HEADER, cloud_event.id),
-                    (EVENT_TYPE_HEADER, cloud_event.type),
-                    (CONTENT_TYPE_HEADER, CONTENT_TYPE),
+                    (EVENT_TYPE_HEADER, event_type),
+                    _CONTENT_TYPE_PAIR,
                 ],
-                timestamp.timestamp() if timestamp is not None else None,
             )
         )
-    return mapped
+        last_published = domain_event
+    timestamp = getattr(last_published, "timestamp", None)
+    return mapped, timestamp.timestamp() if timestamp is not None else None
 
 
 def _pause(halted: Callable[[], bool], seconds: float) -> None:
@@ -300,50 +311,65 @@ class OutboxRelay:
         if not self._loaded:
             self._load_position()
         handled = 0
+        reader: ThreadPoolExecutor | None = None
         try:
-            while True:
-                notifications = self._read_batch()
-                if notifications:
-                    mapped = map_notifications(
-                        self.app.mapper, self._mapper, self._validate, notifications
-                    )
-                    self._produce(notifications[-1].id, mapped)
-                    handled += len(notifications)
-                    self._settle(block=len(self._in_flight) >= self._max_in_flight)
-                if len(notifications) < self._batch_size:
+            notifications = self._read_batch(self._read)
+            while notifications:
+                last_id = notifications[-1].id
+                self._read = last_id
+                ahead: Future[Sequence[Notification]] | None = None
+                if len(notifications) >= self._batch_size:
+                    # More may follow: read the next batch while this one is mapped and
+                    # produced (the driver releases the GIL while it waits on the server).
+                    if reader is None:
+                        reader = ThreadPoolExecutor(1, thread_name_prefix=f"{self.name}-read")
+                    ahead = reader.submit(self._read_batch, last_id)
+                mapped, newest_created = map_notifications(
+                    self.app.mapper, self._mapper, self._validate, notifications
+                )
+                self._produce(last_id, mapped, newest_created)
+                handled += len(notifications)
+                self._settle(block=len(self._in_flight) >= self._max_in_flight)
+                if ahead is None:
                     break
+                notifications = ahead.result()
             self._settle(block=True, drain=True)
         except BaseException:
             self._reset()
             raise
+        finally:
+            if reader is not None:
+                reader.shutdown(wait=True, cancel_futures=True)
         self._observe_head()
         return handled
 
-    def _read_batch(self) -> Sequence[Notification]:
-        notifications = self.app.recorder.select_notifications(
-            start=self._read or 0, limit=self._batch_size, inclusive_of_start=False
+    def _read_batch(self, after: int | None) -> Sequence[Notification]:
+        """Up to ``batch_size`` notifications with ids above ``after`` (gaps are skipped)."""
+        return self.app.recorder.select_notifications(
+            start=after or 0, limit=self._batch_size, inclusive_of_start=False
         )
-        if notifications:
-            self._read = notifications[-1].id
-        return notifications
 
-    def _produce(self, last_id: int, mapped: Sequence[Mapped]) -> None:
+    def _produce(
+        self, last_id: int, mapped: Sequence[Mapped], newest_created: float | None
+    ) -> None:
         producer = self._get_producer()
-        batch = _Batch(last_id=last_id)
+        batch = _Batch(last_id=last_id, expected=len(mapped), newest_created=newest_created)
+        produce = producer.produce
         topic = self.topic
         on_delivery = batch.on_delivery
-        for key, value, headers, _created in mapped:
-            batch.expected += 1
-            while True:
-                try:
-                    producer.produce(
-                        topic, value=value, key=key, headers=headers, on_delivery=on_delivery
-                    )
-                    break
-                except BufferError:
+        for key, value, headers in mapped:
+            try:
+                produce(topic, value=value, key=key, headers=headers, on_delivery=on_delivery)
+            except BufferError:
+                while True:
                     producer.poll(0.05)
-        if mapped:
-            batch.newest_created = mapped[-1][3]
+                    try:
+                        produce(
+                            topic, value=value, key=key, headers=headers, on_delivery=on_delivery
+                        )
+                        break
+                    except BufferError:
+                        pass
         self._in_flight.append(batch)
         producer.poll(0)
 
