@@ -13,6 +13,7 @@ from fastapi.testclient import TestClient
 from prometheus_client import CollectorRegistry
 
 from seatledger.auth import mint_token
+from seatledger.billing import round_half_up
 from seatledger.config import load_settings
 from services.invoicer.bootstrap import build_invoicer
 from services.ledger.bootstrap import build_ledger, create_ledger_app
@@ -39,7 +40,8 @@ def test_the_invoice_of_a_quoted_purchase_charges_exactly_the_quote(
     )
     registry = CollectorRegistry()
     ledger = build_ledger(settings, registry, clock=lambda: NOW)
-    invoicer = build_invoicer(settings, CollectorRegistry(), clock=lambda: NOW)
+    invoicer_registry = CollectorRegistry()
+    invoicer = build_invoicer(settings, invoicer_registry, clock=lambda: NOW)
     client = TestClient(create_ledger_app(ledger, registry))
     admin = {
         "Authorization": f"Bearer {mint_token(settings, subject='admin', scopes=['billing:admin'])}"
@@ -85,6 +87,15 @@ def test_the_invoice_of_a_quoted_purchase_charges_exactly_the_quote(
             offer["days_remaining"],
             offer["days_in_period"],
         )
+        # The invoice's own proration agrees with the quote (the quote did not just win):
+        # R/D of the added seats, exactly, rounded once; no deviation was counted.
+        exact = Decimal(7) * Decimal(seat_price) * line.remaining_days / line.period_days
+        assert line.unrounded_amount == exact
+        assert line.amount == round_half_up(exact, currency)
+        deviations = invoicer_registry.get_sample_value(
+            "seatledger_invoicer_quote_deviations_total"
+        )
+        assert deviations in (None, 0.0)
         assert invoice.net == Decimal(offer["net"])
         assert invoice.tax == Decimal(offer["tax"])
         assert invoice.gross == Decimal(offer["gross"])
