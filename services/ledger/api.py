@@ -214,13 +214,21 @@ def _period(cloud: Cloud) -> dict[str, Any]:
     }
 
 
-def cloud_view(cloud: Cloud, *, as_of: datetime | None = None) -> dict[str, Any]:
+def cloud_view(
+    cloud: Cloud, *, as_of: datetime | None = None, now: datetime | None = None
+) -> dict[str, Any]:
+    """The cloud as the clock shows it at ``as_of`` (else ``now``): a renewal that is due but
+    not recorded yet (the scheduler records it) is applied to the period, the seats and the
+    scheduled reduction shown, with ``renewal_pending`` true and ``recorded_period`` the
+    period of the last recorded event; ``version`` is always the recorded one."""
+    at = as_of or now
+    shown = cloud.as_at(at) if at is not None else cloud
     terms = cloud.terms
     reduction = None
-    if cloud.scheduled_reduction is not None:
+    if shown.scheduled_reduction is not None:
         reduction = {
-            "seats": cloud.scheduled_reduction,
-            "effective_date": cloud.current_period.end.isoformat(),
+            "seats": shown.scheduled_reduction,
+            "effective_date": shown.current_period.end.isoformat(),
         }
     view: dict[str, Any] = {
         "cloud_id": str(cloud.id),
@@ -235,14 +243,16 @@ def cloud_view(cloud: Cloud, *, as_of: datetime | None = None) -> dict[str, Any]
         "tax_rate": format(terms.tax_rate, "f"),
         "locale": terms.locale,
         "licensed_rights_groups": list(cloud.licensed_rights_groups),
-        "seats": cloud.seats,
-        "licenses_assigned": cloud.licenses_assigned,
-        "licenses_free": cloud.licenses_free,
+        "seats": shown.seats,
+        "licenses_assigned": shown.licenses_assigned,
+        "licenses_free": shown.licenses_free,
         "licenses": [
             {"user_id": user, "rights_group": group}
             for user, group in sorted(cloud.licenses.items())
         ],
-        "current_period": _period(cloud),
+        "current_period": _period(shown),
+        "renewal_pending": shown.period_index != cloud.period_index,
+        "recorded_period": _period(cloud),
         "scheduled_reduction": reduction,
         "version": cloud.version,
     }
@@ -449,7 +459,7 @@ def build_router(service: LedgerService, authenticator: Authenticator) -> APIRou
     ) -> dict[str, Any]:
         current = precheck(principal, cloud_id, owner=True, scopes=(SCOPE_ADMIN, SCOPE_AUDIT))
         if as_of is None:
-            return cloud_view(current)
+            return cloud_view(current, now=service.clock())
         try:
             past = service.get(cloud_id, as_of)
         except domain.LedgerError as exc:
@@ -460,18 +470,22 @@ def build_router(service: LedgerService, authenticator: Authenticator) -> APIRou
     def owner_clouds(owner_id: str, principal: CurrentPrincipal) -> dict[str, Any]:
         if principal.subject != owner_id and not principal.has_scope(SCOPE_ADMIN, SCOPE_AUDIT):
             raise AuthError("only the owner sees this overview", status=403, error="forbidden")
-        clouds = [
-            {
-                "cloud_id": str(c.id),
-                "name": c.terms.name,
-                "seats": c.seats,
-                "licenses_assigned": c.licenses_assigned,
-                "licenses_free": c.licenses_free,
-                "current_period": _period(c),
-                "scheduled_reduction": c.scheduled_reduction,
-            }
-            for c in service.clouds_of(owner_id)
-        ]
+        now = service.clock()
+        clouds = []
+        for recorded in service.clouds_of(owner_id):
+            c = recorded.as_at(now)  # the period by the clock, as GET /v1/clouds/{id}
+            clouds.append(
+                {
+                    "cloud_id": str(c.id),
+                    "name": c.terms.name,
+                    "seats": c.seats,
+                    "licenses_assigned": c.licenses_assigned,
+                    "licenses_free": c.licenses_free,
+                    "current_period": _period(c),
+                    "renewal_pending": c.period_index != recorded.period_index,
+                    "scheduled_reduction": c.scheduled_reduction,
+                }
+            )
         return {"owner_id": owner_id, "clouds": clouds}
 
     @router.post(

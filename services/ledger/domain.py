@@ -12,6 +12,7 @@ period arithmetic is delegated to :mod:`seatledger.billing`. Nothing here does I
 
 from __future__ import annotations
 
+import copy
 import re
 from dataclasses import dataclass, replace
 from datetime import date, datetime
@@ -539,6 +540,17 @@ class Cloud(Aggregate):
         return True
 
     # ---- queries ------------------------------------------------------------------------
+
+    def as_at(self, at: datetime) -> Cloud:
+        """A copy of this cloud as the clock shows it at ``at``: the renewals due by then
+        applied (period, seats after a scheduled reduction), their events discarded. Reads use
+        it; only the scheduler or a command records a renewal."""
+        copied = copy.copy(self)
+        copied.licenses = dict(self.licenses)
+        copied._pending_events = []
+        copied.renew_due(at=at)
+        copied._pending_events = []
+        return copied
 
     def local_today(self, at: datetime) -> date:
         return local_date(at, self.terms.time_zone)

@@ -333,8 +333,11 @@ def test_the_running_scheduler_renews_a_due_cloud_by_itself(ledgers):
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         cloud = node.client.get(f"/v1/clouds/{cloud_id}", headers=node.owner).json()
-        if cloud["current_period"]["start"] == "2026-03-31":
+        if not cloud["renewal_pending"]:
             break
         time.sleep(0.05)
-    assert cloud["current_period"] == {"index": 2, "start": "2026-03-31", "end": "2026-04-30"}
+    assert cloud["renewal_pending"] is False
+    assert cloud["recorded_period"] == {"index": 2, "start": "2026-03-31", "end": "2026-04-30"}
+    assert cloud["current_period"] == cloud["recorded_period"]
+    assert cloud["version"] == 2  # PeriodRenewed recorded
     node.components.scheduler.stop()
