@@ -86,7 +86,7 @@ def test_a_group_the_cloud_does_not_license_counts_as_unlicensed():
     move(cloud, "u1", "admin")
     outcome, events = move(cloud, "u1", "employee")
     assert outcome == "released"
-    assert to_contract(events[0]).rights_group == "employee"  # type: ignore[union-attr]
+    assert to_contract(events[0]).rights_group == "employee"
     outcome, events = move(cloud, "u2", "contractor")
     assert (outcome, events, cloud.licenses) == ("unchanged", [], {})
 
@@ -143,7 +143,7 @@ def test_a_release_records_the_new_group_and_refuses_a_licensed_one():
     assert list(cloud.collect_events()) == []
     cloud.release_license(user_id="u1", actor=ADMIN_SVC, at=T0, rights_group="guest")
     (released,) = list(cloud.collect_events())
-    assert to_contract(released).rights_group == "guest"  # type: ignore[union-attr]
+    assert to_contract(released).rights_group == "guest"
 
 
 def test_events_stored_before_the_new_fields_read_as_unknown_groups():
@@ -152,4 +152,4 @@ def test_events_stored_before_the_new_fields_read_as_unknown_groups():
     cloud.release_license(user_id="u1", actor=ADMIN_SVC, at=T0)
     for event in list(cloud.collect_events()):
         del event.__dict__["rights_group"]  # as read back from an older stored event
-        assert to_contract(event).rights_group is None  # type: ignore[union-attr]
+        assert to_contract(event).rights_group is None
