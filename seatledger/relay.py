@@ -23,6 +23,12 @@ second thread while the current one is mapped and produced (read-ahead only move
 next read starts; the recorded position still follows the acknowledgements, and a failure
 discards what was read ahead and starts again from the recorded position).
 
+A mapper may be a :class:`ContractMapper` (built from a function returning the envelope's
+parts: data, id, subject, time): it stays a plain mapper for every other caller, and the relay
+then serializes each event's data once, straight into the message bytes
+(:func:`schemas.envelope.envelope_json`, byte for byte what ``CloudEvent.of(...)`` gives),
+instead of building and validating an envelope object per event.
+
 Latency comes from waking on PostgreSQL's LISTEN/NOTIFY (the recorder notifies its channel on
 every insert); on SQLite the relay polls every ``idle_poll_s``.
 
@@ -42,6 +48,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, ClassVar
 
 import structlog
@@ -50,19 +57,51 @@ from eventsourcing.application import Application
 from eventsourcing.persistence import IntegrityError, Notification, Tracking, TrackingRecorder
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from schemas._base import EventData
 from schemas.envelope import (
     CONTENT_TYPE,
     CONTENT_TYPE_HEADER,
     EVENT_ID_HEADER,
     EVENT_TYPE_HEADER,
     CloudEvent,
+    envelope_json,
 )
-from schemas.registry import check_cloud_event, event_models, model_for
+from schemas.registry import check_cloud_event, event_models, model_for, parse_cloud_event
 
-__all__ = ["Mapper", "OutboxRelay", "PublishError", "RelayMetrics"]
+__all__ = [
+    "ContractMapper",
+    "EnvelopeParts",
+    "Mapper",
+    "OutboxRelay",
+    "PublishError",
+    "RelayMetrics",
+]
 
 #: Maps a domain event to its contract event, or None when it is not published.
 Mapper = Callable[[Any], "CloudEvent | None"]
+
+#: What a published event's envelope is made of: its data, id, subject (the cloud id) and time.
+EnvelopeParts = tuple[EventData, str, str, datetime]
+
+
+class ContractMapper:
+    """A :data:`Mapper` built from ``parts(domain_event) -> EnvelopeParts | None``.
+
+    Called, it returns ``CloudEvent.of(data, id=..., subject=..., time=...)`` like any mapper.
+    The relay recognizes it and asks for the message bytes instead
+    (:func:`schemas.envelope.envelope_json`: the same bytes, the data serialized once).
+    """
+
+    def __init__(self, parts: Callable[[Any], EnvelopeParts | None]) -> None:
+        self.parts = parts
+
+    def __call__(self, domain_event: Any) -> CloudEvent | None:
+        parts = self.parts(domain_event)
+        if parts is None:
+            return None
+        data, event_id, subject, time = parts
+        return CloudEvent.of(data, id=event_id, subject=subject, time=time)
+
 
 _log = structlog.get_logger("seatledger.relay")
 
@@ -182,6 +221,8 @@ def map_notifications(
 ) -> tuple[list[Mapped], float | None]:
     """Turn stored events into messages (skipping those the mapper does not publish), and the
     creation time (epoch s) of the last one published, if known."""
+    if isinstance(mapper, ContractMapper):
+        return _map_parts(domain_mapper, mapper.parts, validate, notifications)
     to_domain_event = domain_mapper.to_domain_event
     known_types = event_models()
     mapped: list[Mapped] = []
@@ -206,6 +247,46 @@ def map_notifications(
                     (EVENT_TYPE_HEADER, event_type),
                     _CONTENT_TYPE_PAIR,
                 ],
+            )
+        )
+        last_published = domain_event
+    timestamp = getattr(last_published, "timestamp", None)
+    return mapped, timestamp.timestamp() if timestamp is not None else None
+
+
+def _map_parts(
+    domain_mapper: Any,
+    parts_of: Callable[[Any], EnvelopeParts | None],
+    validate: bool,
+    notifications: Sequence[Notification],
+) -> tuple[list[Mapped], float | None]:
+    """:func:`map_notifications` for a :class:`ContractMapper`: no envelope object is built."""
+    to_domain_event = domain_mapper.to_domain_event
+    known_types = event_models()
+    types: dict[type[EventData], str] = {}
+    mapped: list[Mapped] = []
+    append = mapped.append
+    last_published: Any = None
+    for notification in notifications:
+        domain_event = to_domain_event(notification)
+        parts = parts_of(domain_event)
+        if parts is None:
+            continue
+        data, event_id, subject, time = parts
+        model = type(data)
+        event_type = types.get(model)
+        if event_type is None:
+            event_type = types[model] = model.event_type()
+        value = envelope_json(data, id=event_id, subject=subject, time=time)
+        if validate:
+            parse_cloud_event(value)
+        elif event_type not in known_types:
+            model_for(event_type)  # raises: an unknown type is never published
+        append(
+            (
+                subject.encode(),
+                value,
+                [(EVENT_ID_HEADER, event_id), (EVENT_TYPE_HEADER, event_type), _CONTENT_TYPE_PAIR],
             )
         )
         last_published = domain_event

@@ -20,6 +20,7 @@ from schemas.envelope import CloudEvent
 from schemas.ledger import Actor, LicenseAssigned
 from seatledger.kafka import consumer_config
 from seatledger.persistence import application_env, ensure_postgres_schema
+from seatledger.relay import ContractMapper, EnvelopeParts
 from seatledger.tracking import Position, TrackedApplication
 
 
@@ -56,7 +57,7 @@ class DeskApp(Application[UUID]):
         self.save(*desks)
 
 
-def to_cloud_event(domain_event: Any) -> CloudEvent | None:
+def envelope_parts(domain_event: Any) -> EnvelopeParts | None:
     """Assigned -> LicenseAssigned; every other event is internal."""
     if not isinstance(domain_event, Desk.Assigned):  # type: ignore[attr-defined]
         return None
@@ -69,12 +70,25 @@ def to_cloud_event(domain_event: Any) -> CloudEvent | None:
         licenses_assigned=domain_event.originator_version - 1,
         seats=1000,
     )
-    return CloudEvent.of(
+    return (
         data,
-        id=str(uuid.uuid5(domain_event.originator_id, str(domain_event.originator_version))),
-        subject=str(domain_event.originator_id),
-        time=domain_event.timestamp,
+        str(uuid.uuid5(domain_event.originator_id, str(domain_event.originator_version))),
+        str(domain_event.originator_id),
+        domain_event.timestamp,
     )
+
+
+def to_cloud_event(domain_event: Any) -> CloudEvent | None:
+    """The plain mapper: ``CloudEvent.of`` of the envelope parts."""
+    parts = envelope_parts(domain_event)
+    if parts is None:
+        return None
+    data, event_id, subject, at = parts
+    return CloudEvent.of(data, id=event_id, subject=subject, time=at)
+
+
+#: The same mapping as a :class:`ContractMapper` (the relay builds the message bytes itself).
+contract_mapper = ContractMapper(envelope_parts)
 
 
 def desk_app(database_url: str, tmp_path: Any = None) -> DeskApp:

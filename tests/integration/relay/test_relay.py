@@ -15,9 +15,10 @@ from prometheus_client import CollectorRegistry
 
 from schemas.envelope import CONTENT_TYPE
 from seatledger.kafka import TopicSpec, ensure_topics, producer_config
-from seatledger.relay import OutboxRelay, PublishError
+from seatledger.relay import Mapper, OutboxRelay, PublishError
 from tests.integration.relay.support import (
     DeskApp,
+    contract_mapper,
     desk_app,
     read_all,
     to_cloud_event,
@@ -47,8 +48,9 @@ def _expected(app: DeskApp) -> list[Any]:
     return expected
 
 
+@pytest.mark.parametrize("mapper", [to_cloud_event, contract_mapper], ids=["plain", "parts"])
 def test_every_stored_event_arrives_once_in_per_cloud_order_across_gaps(
-    postgres_url: str, kafka_bootstrap: str, new_topic, tmp_path: Path
+    postgres_url: str, kafka_bootstrap: str, new_topic, tmp_path: Path, mapper: Mapper
 ) -> None:
     app = desk_app(postgres_url, tmp_path)
     topic = new_topic("relay", partitions=6)
@@ -64,7 +66,7 @@ def test_every_stored_event_arrives_once_in_per_cloud_order_across_gaps(
     relay = OutboxRelay(
         app,
         topic,
-        to_cloud_event,
+        mapper,
         producer_config(kafka_bootstrap, "test-relay"),
         batch_size=37,
         max_in_flight=3,

@@ -12,7 +12,7 @@ import pytest
 from jsonschema import Draft202012Validator, FormatChecker
 
 from schemas._base import EventData
-from schemas.envelope import CloudEvent, dataschema_uri, source_of
+from schemas.envelope import CloudEvent, dataschema_uri, envelope_json, source_of
 from schemas.registry import event_models, parse_cloud_event
 from tests.contract.samples import SAMPLES
 
@@ -53,6 +53,7 @@ def test_the_assembled_envelope_is_the_validated_construction_byte_for_byte(
         assert assembled == expected
         value = assembled.to_json_bytes()
         assert value == expected.to_json_bytes()
+        assert envelope_json(data, id=id_, subject=subject, time=time) == value
         parsed = parse_cloud_event(value)
         assert parsed.data == data
         document = json.loads(value)
@@ -70,3 +71,25 @@ def test_the_assembled_envelope_is_validated_like_any_other() -> None:
         CloudEvent.of(data, id="id", subject="cloud", time=datetime(2026, 1, 1))
     with pytest.raises(ValueError, match="valid string"):
         CloudEvent.of(data, id="id", subject=None, time=good)  # type: ignore[arg-type]
+
+
+def test_the_spliced_envelope_refuses_what_the_validated_one_refuses() -> None:
+    event_type = "seatledger.ledger.LicenseAssigned.v1"
+    data = event_models()[event_type].model_validate(SAMPLES[event_type])
+    good = datetime(2026, 1, 1, tzinfo=UTC)
+    with pytest.raises(ValueError, match="at least 1 character"):
+        envelope_json(data, id="", subject="cloud", time=good)
+    with pytest.raises(ValueError, match="UTC offset"):
+        envelope_json(data, id="id", subject="cloud", time=datetime(2026, 1, 1))
+    with pytest.raises(ValueError, match="valid string"):
+        envelope_json(data, id="id", subject=None, time=good)  # type: ignore[arg-type]
+    # What validation accepts by converting it (here: an ISO string as the time) is converted.
+    assert (
+        envelope_json(
+            data,
+            id="id",
+            subject="cloud",
+            time="2026-01-01T00:00:00Z",  # type: ignore[arg-type]
+        )
+        == CloudEvent.of(data, id="id", subject="cloud", time=good).to_json_bytes()
+    )
