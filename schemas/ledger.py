@@ -132,6 +132,14 @@ class PeriodRenewed(LedgerEvent):
     seats_before: int = Field(ge=1)
     seats: int = Field(ge=1, description="seats invoiced for the new period")
     reduction_applied: bool
+    requested_seats: int | None = Field(
+        default=None,
+        ge=1,
+        description=(
+            "the seat total a scheduled reduction asked for; null when none was scheduled. "
+            "`seats` is never below the licenses assigned, so it may exceed this"
+        ),
+    )
     licenses_assigned: int = Field(ge=0)
     terms: ContractTerms
 

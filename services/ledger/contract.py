@@ -125,6 +125,7 @@ def to_contract(domain_event: Any) -> contract.LedgerEvent | None:
                 seats_before=domain_event.seats_before,
                 seats=domain_event.seats,
                 reduction_applied=domain_event.reduction_applied,
+                requested_seats=domain_event.requested_seats,
                 licenses_assigned=domain_event.licenses_assigned,
                 terms=_terms(domain_event.terms),
             )

@@ -98,3 +98,35 @@ def test_the_renewal_records_the_reduction_and_the_licenses():
     assert renewal.period_index == 3
     assert (renewal.seats_before, renewal.seats, renewal.reduction_applied) == (4, 3, True)
     assert renewal.terms.billing_email == "ap@acme.example"
+
+
+def test_the_renewal_publishes_the_requested_reduction_beside_the_seats_kept():
+    cloud = Cloud.open(
+        cloud_id=uuid.uuid4(),
+        terms=a_cloud_with_every_event()[0].terms,
+        seats=4,
+        actor=OWNER,
+        at=T0,
+    )
+    for user in ("a", "b", "c"):
+        cloud.assign_license(user_id=user, rights_group="employee", actor=OWNER, at=T0)
+    cloud.schedule_reduction(seats=1, actor=OWNER, at=T0)
+    cloud.renew_due(at=datetime(2026, 4, 2, tzinfo=UTC))  # one renewal: March -> April
+    renewal = contract.PeriodRenewed.model_validate(to_cloud_event(drain(cloud)[-1]).data)
+    assert renewal.requested_seats == 1  # what the owner asked for
+    assert (renewal.seats, renewal.licenses_assigned) == (3, 3)  # kept: three licenses held
+    assert renewal.reduction_applied is True
+
+
+def test_a_renewal_without_a_scheduled_reduction_publishes_no_requested_seats():
+    cloud = Cloud.open(
+        cloud_id=uuid.uuid4(),
+        terms=a_cloud_with_every_event()[0].terms,
+        seats=2,
+        actor=OWNER,
+        at=T0,
+    )
+    cloud.renew_due(at=datetime(2026, 4, 2, tzinfo=UTC))
+    envelope = to_cloud_event(drain(cloud)[-1])
+    assert envelope.data["requested_seats"] is None
+    assert contract.PeriodRenewed.model_validate(envelope.data).reduction_applied is False
