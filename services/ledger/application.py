@@ -63,7 +63,7 @@ class CloudNotFound(LedgerError):
 
 
 class CloudAlreadyExists(LedgerError):
-    """A cloud with this id exists with other terms."""
+    """A cloud with this id exists with other terms or another opening seat count."""
 
 
 class ConcurrencyConflict(LedgerError):
@@ -617,10 +617,13 @@ class LedgerService:
             if cloud is not None:
                 same = (
                     replace(cloud.terms, billing_email=request.terms.billing_email) == request.terms
+                    and cloud.opening_seats == request.seats
                     and cloud.licensed_rights_groups == request.licensed_rights_groups
                 )
                 if not same:
-                    raise CloudAlreadyExists("a cloud with this id exists with other terms")
+                    raise CloudAlreadyExists(
+                        "a cloud with this id exists with other terms or opening seats"
+                    )
                 return None, (snapshot(cloud), False)
             new = Cloud.open(
                 cloud_id=cloud_id,

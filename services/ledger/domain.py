@@ -276,6 +276,8 @@ class Cloud(Aggregate):
     ) -> None:
         self.terms = terms
         self.seats = seats
+        #: The seats the contract was opened with (``seats`` changes, this does not).
+        self.opening_seats = seats
         self.licensed_rights_groups = tuple(licensed_rights_groups)
         self.first_period_index = first_period_index
         self.period_index = first_period_index

@@ -48,6 +48,29 @@ def test_opening_with_a_given_cloud_id_is_idempotent(ledger):
     assert ledger.event_count() == 1
 
 
+def test_opening_an_existing_cloud_id_with_other_seats_is_refused_409(ledger):
+    cloud_id = "5b2f9a1c-8d3e-4f6a-9c7b-2e1d0f3a4b5c"
+    ledger.open_cloud(cloud_id=cloud_id)  # 3 seats
+    other = ledger.client.post(
+        "/v1/clouds", json={**CLOUD_BODY, "cloud_id": cloud_id, "seats": 5}, headers=ledger.admin
+    )
+    assert other.status_code == 409, other.text
+    assert other.headers["content-type"] == "application/problem+json"
+    assert other.json()["code"] == "CloudAlreadyExists"
+    assert ledger.event_count() == 1
+    # After a purchase the opening is still recognised by its opening seats.
+    bought = ledger.client.post(
+        f"/v1/clouds/{cloud_id}/seat-purchases", json={"seats": 5}, headers=ledger.owner
+    )
+    assert bought.status_code == 201, bought.text
+    same = ledger.client.post(
+        "/v1/clouds", json={**CLOUD_BODY, "cloud_id": cloud_id}, headers=ledger.admin
+    )
+    assert same.status_code == 200, same.text
+    assert same.json()["seats"] == 5
+    assert ledger.event_count() == 2
+
+
 def test_a_quote_records_nothing_and_a_purchase_with_it_is_charged_the_quoted_amount(ledger):
     cloud_id = ledger.open_cloud()["cloud_id"]
     before = ledger.event_count()
