@@ -27,6 +27,7 @@ from seatledger.runtime import Supervisor, polling
 from services.invoicer.bootstrap import Invoicer, build_invoicer
 from services.ledger.bootstrap import LedgerComponents, build_ledger
 from services.ledger.contract import to_cloud_event as ledger_to_cloud_event
+from services.ledger.fastpath import install_license_fast_path
 from services.notifier.bootstrap import Notifier, build_notifier
 
 log = get_logger("seatledger.embedded")
@@ -125,6 +126,8 @@ def build_embedded(
         idempotency_stores=ledger.idempotency_stores,
         service="seatledger",
     )
+    # License commands answered without FastAPI's per-request work (same answers).
+    install_license_fast_path(http_app, ledger.service, ledger.authenticator)
     return EmbeddedProduct(
         settings=settings,
         registry=registry,

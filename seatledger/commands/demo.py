@@ -213,17 +213,18 @@ class Story:
         self.say(f"E-mail to the billing address, with the PDF attached: [bold]{eml}[/]")
 
         self.heading("The new licenses: two new employees, and a guest becomes an employee")
-        for user in ("gustav.peters", "hanna.schulz", "frieda.lang"):
+        for user in ("gustav.peters", "hanna.schulz"):
             self.ok(
                 "POST",
                 f"/v1/clouds/{office}/licenses",
                 self.user_admin,
                 json={"user_id": user, "rights_group": "employee"},
             )
+        self.set_group(office, "frieda.lang", "employee", previous="guest")
         self.licenses(office)
 
         self.heading("carla.roth moves to the guest group: her license is free again")
-        self.ok("DELETE", f"/v1/clouds/{office}/licenses/carla.roth", self.user_admin)
+        self.set_group(office, "carla.roth", "guest")
         self.licenses(office)
 
         self.heading("Logging in or out changes nothing")
@@ -272,6 +273,15 @@ class Story:
         }
         cloud = self.ok("POST", "/v1/clouds", self.admin, json=body)
         return str(cloud["cloud_id"])
+
+    def set_group(self, cloud_id: str, user: str, group: str, previous: str | None = None) -> None:
+        """The user-admin service reports a user's new rights group; the ledger decides."""
+        body = {"rights_group": group}
+        if previous:
+            body["previous_rights_group"] = previous
+        self.ok(
+            "PUT", f"/v1/clouds/{cloud_id}/users/{user}/rights-group", self.user_admin, json=body
+        )
 
     def overview(self) -> None:
         data = self.ok("GET", f"/v1/owners/{OWNER}/clouds", self.owner)
@@ -386,9 +396,13 @@ def _details(name: str, data: dict[str, Any]) -> str:
             f"charged from {data['charge_date']}"
         )
     if name == "LicenseAssigned":
-        return f"{data['user_id']} ({data['rights_group']})"
+        before = f"{data['previous_rights_group']} -> " if data.get("previous_rights_group") else ""
+        return f"{data['user_id']} ({before}{data['rights_group']})"
     if name == "LicenseReleased":
-        return f"{data['user_id']} (was {data['previous_rights_group']})"
+        after = data.get("rights_group") or "removed"
+        return f"{data['user_id']} ({data['previous_rights_group']} -> {after})"
+    if name == "LicenseRightsGroupChanged":
+        return f"{data['user_id']} ({data['previous_rights_group']} -> {data['rights_group']})"
     if name == "PeriodRenewed":
         return f"{data['period']['start']} to {data['period']['end']}, {data['seats']} seats"
     return ""

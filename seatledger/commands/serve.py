@@ -70,7 +70,7 @@ def run_serve(args: argparse.Namespace) -> int:
     from seatledger.serving import bound_port, serve_until_stopped
 
     settings = _settings(args)
-    configure_logging(settings.log_level, settings.log_format)
+    configure_logging(settings.log_level, settings.log_format, buffered=True)
     if settings.kafka_bootstrap_servers:
         log.warning("serve.kafka_ignored", reason="serve runs the embedded default")
     try:
@@ -126,7 +126,7 @@ def _close(*closers: Any) -> None:
 
 def run_service(args: argparse.Namespace) -> int:
     settings = _settings(args)
-    configure_logging(settings.log_level, settings.log_format)
+    configure_logging(settings.log_level, settings.log_format, buffered=True)
     if not settings.kafka_bootstrap_servers:
         raise CommandError(
             "SEATLEDGER_KAFKA_BOOTSTRAP_SERVERS is not set: `seatledger run` runs one service "

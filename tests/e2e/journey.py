@@ -81,6 +81,21 @@ class Journey:
             )
         )
 
+    def set_group(
+        self, cloud_id: str, user: str, group: str, previous: str | None = None
+    ) -> dict[str, Any]:
+        body = {"rights_group": group}
+        if previous:
+            body["previous_rights_group"] = previous
+        return dict(
+            self.ok(
+                "PUT",
+                f"{self.ledger}/v1/clouds/{cloud_id}/users/{user}/rights-group",
+                self.user_admin,
+                json=body,
+            )
+        )
+
     def release(self, cloud_id: str, user: str) -> None:
         response = self.call(
             "DELETE", f"{self.ledger}/v1/clouds/{cloud_id}/licenses/{user}", self.user_admin
@@ -186,8 +201,10 @@ class Journey:
     def after_purchase(self, cloud_id: str) -> None:
         """New licenses to two new employees and a guest upgraded; one employee to guest;
         logging in or out changes nothing."""
-        for user in ("gustav.peters", "hanna.schulz", "frieda.lang"):
+        for user in ("gustav.peters", "hanna.schulz"):
             self.assign(cloud_id, user, "employee")
+        upgraded = self.set_group(cloud_id, "frieda.lang", "employee", previous="guest")
+        assert (upgraded["holds_license"], upgraded["outcome"]) == (True, "assigned")
         full = self.cloud(cloud_id)
         assert (full["licenses_assigned"], full["licenses_free"]) == (8, 0)
         no_seat = self.call(
@@ -198,7 +215,8 @@ class Journey:
         )
         assert no_seat.status_code == 409
         assert no_seat.headers["content-type"].startswith("application/problem+json")
-        self.release(cloud_id, "carla.roth")
+        moved = self.set_group(cloud_id, "carla.roth", "guest")
+        assert (moved["holds_license"], moved["outcome"]) == (False, "released")
         state = self.cloud(cloud_id)
         assert (state["seats"], state["licenses_assigned"], state["licenses_free"]) == (8, 7, 1)
         holders = {h["user_id"]: h["rights_group"] for h in state["licenses"]}
@@ -207,9 +225,21 @@ class Journey:
         # Logging in or out is not a billing event: reading changes no version.
         assert self.cloud(cloud_id)["version"] == state["version"]
 
+    def history(self, cloud_id: str) -> list[dict[str, Any]]:
+        return list(
+            self.ok("GET", f"{self.ledger}/v1/clouds/{cloud_id}/events", self.admin)["events"]
+        )
+
     def history_types(self, cloud_id: str) -> list[str]:
-        events = self.ok("GET", f"{self.ledger}/v1/clouds/{cloud_id}/events", self.admin)["events"]
-        return [str(e["type"]).split(".")[2] for e in events]
+        return [str(e["type"]).split(".")[2] for e in self.history(cloud_id)]
+
+    def check_group_moves_in_history(self, cloud_id: str) -> None:
+        """What consumers read: the guest upgraded, the employee moved to guest."""
+        events = [e["data"] for e in self.history(cloud_id)]
+        upgrade = next(e for e in events if e.get("user_id") == "frieda.lang")
+        assert (upgrade["previous_rights_group"], upgrade["rights_group"]) == ("guest", "employee")
+        release = [e for e in events if e.get("user_id") == "carla.roth"][-1]
+        assert (release["previous_rights_group"], release["rights_group"]) == ("employee", "guest")
 
 
 def today_berlin() -> date:

@@ -73,6 +73,7 @@ def test_seat_license_story_across_three_processes(
         assert recipients == [BILLING_EMAIL]
         check_invoice_email(parse_email(raw), invoice, BILLING_EMAIL)
         journey.after_purchase(cloud_id)
+        journey.check_group_moves_in_history(cloud_id)
 
         ledger_metrics = ledger.metrics()
         assert (

@@ -62,6 +62,7 @@ def test_seat_license_story_on_the_embedded_default(tmp_path: Path) -> None:
         (eml,) = wait_for(lambda: outbox(data_dir), what="the invoice e-mail")
         check_invoice_email(parse_email(eml.read_bytes()), invoice, BILLING_EMAIL)
         journey.after_purchase(cloud_id)
+        journey.check_group_moves_in_history(cloud_id)
         assert journey.history_types(cloud_id) == [
             "ContractOpened",
             *["LicenseAssigned"] * 5,
