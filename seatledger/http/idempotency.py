@@ -6,8 +6,21 @@
 
 Keys are scoped by the authenticated subject (a key of one user never replays another user's
 response) and stored in the service's own database (:class:`IdempotencyStore`), so every node
-of a service sees them. A response of 5xx is not stored: the client may retry with the key.
-A key left "in flight" by a crashed process is taken over after ``stale_after_s``.
+of a service sees them. A key left "in flight" by a crashed process is taken over after
+``stale_after_s``.
+
+Which responses are kept for the key (:func:`is_outcome`): only those that are the request's
+real outcome, the answer every retry of it would get again:
+
+- 2xx;
+- 400, 404, 409, 410 and 422: deterministic refusals of the request itself (a malformed body,
+  an unknown cloud, a business rule such as "Seats must grow" or "No free seat").
+
+Every other response releases the key (nothing is stored, a retry with the key runs the request
+again): 401 and 403 (the caller may re-authenticate, e.g. the RFC 9470 step-up retry, or be
+granted the right), 408, 425, 429, 5xx, any other status, and a 409 whose problem type is in
+:data:`TRANSIENT_PROBLEM_TYPES` (a concurrency conflict that outlasted the retries: nothing was
+recorded and a retry may succeed).
 """
 
 from __future__ import annotations
@@ -15,12 +28,13 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Awaitable, Callable, Mapping, MutableMapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMapping
 from dataclasses import dataclass
 from typing import Any
 
 import anyio
 
+from seatledger.http.problems import PROBLEM_BASE, PROBLEM_CONTENT_TYPE
 from seatledger.http.sqldb import SqlDatabase
 
 HEADER = "idempotency-key"
@@ -32,6 +46,13 @@ Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+#: The problem type of a command that lost to other writers more often than it was retried.
+CONCURRENT_MODIFICATION = PROBLEM_BASE + "concurrent-modification"
+#: Problem types of refusals that a retry may turn into success: they release the key.
+TRANSIENT_PROBLEM_TYPES = frozenset({CONCURRENT_MODIFICATION})
+#: Client errors that are the request's own outcome: kept for the key.
+FINAL_CLIENT_ERRORS = frozenset({400, 404, 409, 410, 422})
 
 
 @dataclass(frozen=True)
@@ -133,6 +154,41 @@ class IdempotencyStore:
 _REPLAYED_HEADERS = frozenset({"content-type", "location", "www-authenticate"})
 
 
+def is_outcome(status: int, headers: Iterable[tuple[str, str]], body: bytes) -> bool:
+    """Whether a response is the request's real outcome, kept for its key (see the module)."""
+    if 200 <= status < 300:
+        return True
+    if status not in FINAL_CLIENT_ERRORS:
+        return False
+    if status == 409:
+        return _problem_type(headers, body) not in TRANSIENT_PROBLEM_TYPES
+    return True
+
+
+def _problem_type(headers: Iterable[tuple[str, str]], body: bytes) -> str | None:
+    content_type = next((v for k, v in headers if k == "content-type"), "")
+    if content_type.split(";", 1)[0].strip().lower() != PROBLEM_CONTENT_TYPE:
+        return None
+    try:
+        problem = json.loads(body)
+    except ValueError:
+        return None
+    kind = problem.get("type") if isinstance(problem, dict) else None
+    return kind if isinstance(kind, str) else None
+
+
+def stored_response(
+    status: int, raw_headers: Iterable[tuple[bytes, bytes]], body: bytes
+) -> StoredResponse:
+    """What is kept of a response: its status, the headers a replay repeats, its body."""
+    headers = [
+        (name.decode("latin-1").lower(), value.decode("latin-1")) for name, value in raw_headers
+    ]
+    return StoredResponse(
+        status, [(name, value) for name, value in headers if name in _REPLAYED_HEADERS], body
+    )
+
+
 class IdempotencyMiddleware:
     """ASGI middleware applying an :class:`IdempotencyStore` to mutating requests that carry an
     ``Idempotency-Key`` header.
@@ -223,7 +279,7 @@ class IdempotencyMiddleware:
             return
 
         status = 500
-        response_headers: list[tuple[str, str]] = []
+        response_headers: list[tuple[bytes, bytes]] = []
         chunks: list[bytes] = []
         replayed = False
 
@@ -238,10 +294,7 @@ class IdempotencyMiddleware:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = int(message["status"])
-                for name, value in message.get("headers", []):
-                    text = name.decode("latin-1").lower()
-                    if text in _REPLAYED_HEADERS:
-                        response_headers.append((text, value.decode("latin-1")))
+                response_headers.extend(message.get("headers", []))
             elif message["type"] == "http.response.body":
                 chunks.append(message.get("body", b""))
             await send(message)
@@ -252,11 +305,11 @@ class IdempotencyMiddleware:
             with anyio.CancelScope(shield=True):
                 await anyio.to_thread.run_sync(store.release, principal, key)
             raise
-        if status >= 500:
-            await anyio.to_thread.run_sync(store.release, principal, key)
-        else:
-            response = StoredResponse(status, response_headers, b"".join(chunks))
+        response = stored_response(status, response_headers, b"".join(chunks))
+        if is_outcome(response.status, response.headers, response.body):
             await anyio.to_thread.run_sync(store.complete, principal, key, response)
+        else:
+            await anyio.to_thread.run_sync(store.release, principal, key)
 
     async def _answer(self, send: Send, status: int, title: str, detail: str) -> None:
         headers, body = self.problem(status, title, detail)

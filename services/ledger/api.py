@@ -33,6 +33,7 @@ from seatledger.auth import (
 )
 from seatledger.billing import BillingPeriod
 from seatledger.http import CurrentPrincipal, Problem, annotate
+from seatledger.http.idempotency import CONCURRENT_MODIFICATION
 from services.ledger import domain
 from services.ledger.application import (
     CloudAlreadyExists,
@@ -71,11 +72,18 @@ _STATUS: dict[type[Exception], tuple[int, str]] = {
 }
 
 
+#: Problem types other than the one derived from the title.
+_TYPES: dict[type[Exception], str] = {
+    # The Idempotency-Key middleware releases the key on this 409: a retry may succeed.
+    ConcurrencyConflict: CONCURRENT_MODIFICATION,
+}
+
+
 def _problem(exc: domain.LedgerError) -> Problem:
     for cls in type(exc).__mro__:
         if cls in _STATUS:
             status, title = _STATUS[cls]
-            return Problem(status, title, str(exc), code=type(exc).__name__)
+            return Problem(status, title, str(exc), type_=_TYPES.get(cls), code=type(exc).__name__)
     return Problem(409, "Refused", str(exc), code=type(exc).__name__)
 
 

@@ -74,14 +74,76 @@ def test_keys_are_scoped_by_caller(ledger):
     assert "idempotent-replayed" not in other.headers
 
 
-def test_a_refused_request_is_replayed_too(ledger):
+def test_a_refusal_by_a_business_rule_is_replayed(ledger):
     cloud_id = ledger.open_cloud()["cloud_id"]
     headers = {**ledger.owner, "Idempotency-Key": "reduce-1"}
     url = f"/v1/clouds/{cloud_id}/seat-reductions"
     first = ledger.client.post(url, json={"seats": 7}, headers=headers)
     again = ledger.client.post(url, json={"seats": 7}, headers=headers)
     assert first.status_code == again.status_code == 409
-    assert again.json() == first.json()
+    assert first.json()["code"] == "InvalidSeatReduction"
+    assert again.headers["idempotent-replayed"] == "true"
+    assert again.content == first.content
+
+
+def test_the_step_up_retry_with_the_same_key_is_processed_not_replayed(ledger):
+    cloud_id = ledger.open_cloud()["cloud_id"]
+    url = f"/v1/clouds/{cloud_id}/seat-purchases"
+    key = {"Idempotency-Key": "purchase-step-up"}
+    refused = ledger.client.post(
+        url, json={"seats": 5}, headers={**ledger.headers("owner-1"), **key}
+    )
+    assert refused.status_code == 401
+    assert 'error="insufficient_user_authentication"' in refused.headers["www-authenticate"]
+    # RFC 9470: the client re-authenticates and retries the same request with its key.
+    bought = ledger.client.post(url, json={"seats": 5}, headers={**ledger.owner, **key})
+    assert bought.status_code == 201, bought.text
+    assert "idempotent-replayed" not in bought.headers
+    assert bought.json()["seats"] == 5
+    again = ledger.client.post(url, json={"seats": 5}, headers={**ledger.owner, **key})
+    assert again.status_code == 201
+    assert again.headers["idempotent-replayed"] == "true"
+    assert ledger.event_count() == 2  # opened, one purchase
+
+
+def test_a_forbidden_request_leaves_the_key_free_for_a_caller_granted_the_right(ledger):
+    key = {"Idempotency-Key": "open-1"}
+    body = {**CLOUD_BODY, "cloud_id": "3c9d6f0e-1a2b-4c5d-8e7f-9a0b1c2d3e4f"}
+    forbidden = ledger.client.post(
+        "/v1/clouds", json=body, headers={**ledger.headers("ops", "billing:audit"), **key}
+    )
+    assert forbidden.status_code == 403
+    granted = ledger.client.post(
+        "/v1/clouds", json=body, headers={**ledger.headers("ops", "billing:admin"), **key}
+    )
+    assert granted.status_code == 201, granted.text
+    assert "idempotent-replayed" not in granted.headers
+    assert ledger.event_count() == 1
+
+
+def _seats_increased(ledger, cloud_id: str) -> int:
+    history = ledger.client.get(f"/v1/clouds/{cloud_id}/events", headers=ledger.admin).json()
+    return sum(e["type"] == "seatledger.ledger.SeatsIncreased.v1" for e in history["events"])
+
+
+def test_a_concurrency_conflict_leaves_the_key_free_for_the_retry(ledgers):
+    node_a, node_b = ledgers(max_attempts=1), ledgers()
+    cloud_id = node_a.open_cloud()["cloud_id"]  # node A keeps the cloud it saved
+    assign = node_b.client.post(
+        f"/v1/clouds/{cloud_id}/licenses",
+        json={"user_id": "b", "rights_group": "admin"},
+        headers=node_b.owner,
+    )
+    assert assign.status_code == 201  # node A's copy is now behind
+    url = f"/v1/clouds/{cloud_id}/seat-purchases"
+    headers = {**node_a.owner, "Idempotency-Key": "purchase-conflict"}
+    lost = node_a.client.post(url, json={"seats": 5}, headers=headers)
+    assert lost.status_code == 409, lost.text
+    assert lost.json()["code"] == "ConcurrencyConflict"
+    retried = node_a.client.post(url, json={"seats": 5}, headers=headers)
+    assert retried.status_code == 201, retried.text
+    assert "idempotent-replayed" not in retried.headers
+    assert _seats_increased(node_a, cloud_id) == 1
 
 
 @pytest.mark.parametrize(
