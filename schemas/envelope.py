@@ -7,17 +7,15 @@ re-publication carries the same id), ``subject`` is the cloud id, which is also 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 from uuid import UUID
 
 from pydantic import Field
 from pydantic_core import to_json
 
-from schemas._base import ContractModel, Timestamp
-
-if TYPE_CHECKING:
-    from schemas._base import EventData
+from schemas._base import ContractModel, EventData, Timestamp
 
 CONTENT_TYPE = "application/cloudevents+json"
 SCHEMA_BASE_URI = "https://seatledger.dev/schemas/"
@@ -86,6 +84,31 @@ _CONSTANTS: dict[type[EventData], tuple[str, str, str]] = {}
 def _envelope_constants(model: type[EventData]) -> tuple[str, str, str]:
     event_type = model.event_type()
     return event_type, source_of(model.source_service), dataschema_uri(event_type)
+
+
+#: What a published event's envelope is made of: its data, id, subject (the cloud id) and time.
+EnvelopeParts = tuple[EventData, str, str, datetime]
+
+
+class ContractMapper:
+    """A mapper (``domain_event -> CloudEvent | None``) built from
+    ``parts(domain_event) -> EnvelopeParts | None``.
+
+    Called, it returns ``CloudEvent.of(data, id=..., subject=..., time=...)`` like any mapper.
+    The outbox relay recognizes it and asks for the parts instead, to build the message bytes
+    with :func:`envelope_json` (the same bytes, the data serialized once). It imports no I/O:
+    a service's contract module can build its mapper with it.
+    """
+
+    def __init__(self, parts: Callable[[Any], EnvelopeParts | None]) -> None:
+        self.parts = parts
+
+    def __call__(self, domain_event: Any) -> CloudEvent | None:
+        parts = self.parts(domain_event)
+        if parts is None:
+            return None
+        data, event_id, subject, time = parts
+        return CloudEvent.of(data, id=event_id, subject=subject, time=time)
 
 
 #: ``{event model: (the envelope's bytes around id, subject, time and data; its serializer)}``

@@ -23,9 +23,9 @@ second thread while the current one is mapped and produced (read-ahead only move
 next read starts; the recorded position still follows the acknowledgements, and a failure
 discards what was read ahead and starts again from the recorded position).
 
-A mapper may be a :class:`ContractMapper` (built from a function returning the envelope's
-parts: data, id, subject, time): it stays a plain mapper for every other caller, and the relay
-then serializes each event's data once, straight into the message bytes
+A mapper may be a :class:`~schemas.envelope.ContractMapper` (built from a function returning
+the envelope's parts: data, id, subject, time): it stays a plain mapper for every other caller,
+and the relay then serializes each event's data once, straight into the message bytes
 (:func:`schemas.envelope.envelope_json`, byte for byte what ``CloudEvent.of(...)`` gives),
 instead of building and validating an envelope object per event.
 
@@ -48,7 +48,6 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any, ClassVar
 
 import structlog
@@ -64,6 +63,8 @@ from schemas.envelope import (
     EVENT_ID_HEADER,
     EVENT_TYPE_HEADER,
     CloudEvent,
+    ContractMapper,
+    EnvelopeParts,
     envelope_json,
 )
 from schemas.registry import check_cloud_event, event_models, model_for, parse_cloud_event
@@ -79,29 +80,6 @@ __all__ = [
 
 #: Maps a domain event to its contract event, or None when it is not published.
 Mapper = Callable[[Any], "CloudEvent | None"]
-
-#: What a published event's envelope is made of: its data, id, subject (the cloud id) and time.
-EnvelopeParts = tuple[EventData, str, str, datetime]
-
-
-class ContractMapper:
-    """A :data:`Mapper` built from ``parts(domain_event) -> EnvelopeParts | None``.
-
-    Called, it returns ``CloudEvent.of(data, id=..., subject=..., time=...)`` like any mapper.
-    The relay recognizes it and asks for the message bytes instead
-    (:func:`schemas.envelope.envelope_json`: the same bytes, the data serialized once).
-    """
-
-    def __init__(self, parts: Callable[[Any], EnvelopeParts | None]) -> None:
-        self.parts = parts
-
-    def __call__(self, domain_event: Any) -> CloudEvent | None:
-        parts = self.parts(domain_event)
-        if parts is None:
-            return None
-        data, event_id, subject, time = parts
-        return CloudEvent.of(data, id=event_id, subject=subject, time=time)
-
 
 _log = structlog.get_logger("seatledger.relay")
 
