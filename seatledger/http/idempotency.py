@@ -21,21 +21,29 @@ again): 401 and 403 (the caller may re-authenticate, e.g. the RFC 9470 step-up r
 granted the right), 408, 425, 429, 5xx, any other status, and a 409 whose problem type is in
 :data:`TRANSIENT_PROBLEM_TYPES` (a concurrency conflict that outlasted the retries: nothing was
 recorded and a retry may succeed).
+
+A route that answers before its command is settled (a 503 when the command outlasts its time
+limit, while the command is still queued and may commit) keeps the key in flight with
+:meth:`PendingKey.settle_later`: retries get 409 "in progress" until the command resolves, then
+the real response, rendered and stored (or the key released) by the rule above.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import threading
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMapping
+from concurrent.futures import Future
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import anyio
 
 from seatledger.http.problems import PROBLEM_BASE, PROBLEM_CONTENT_TYPE
 from seatledger.http.sqldb import SqlDatabase
+from seatledger.logging import get_logger
 
 HEADER = "idempotency-key"
 MUTATING_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
@@ -46,6 +54,7 @@ Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+T = TypeVar("T")
 
 #: The problem type of a command that lost to other writers more often than it was retried.
 CONCURRENT_MODIFICATION = PROBLEM_BASE + "concurrent-modification"
@@ -53,6 +62,12 @@ CONCURRENT_MODIFICATION = PROBLEM_BASE + "concurrent-modification"
 TRANSIENT_PROBLEM_TYPES = frozenset({CONCURRENT_MODIFICATION})
 #: Client errors that are the request's own outcome: kept for the key.
 FINAL_CLIENT_ERRORS = frozenset({400, 404, 409, 410, 422})
+#: The key of the request in the ASGI scope (a :class:`PendingKey`), for routes.
+SCOPE_KEY = "seatledger.idempotency_key"
+#: A rendered response: status, raw headers, body.
+Rendered = tuple[int, Iterable[tuple[bytes, bytes]], bytes]
+
+_log = get_logger("seatledger.http.idempotency")
 
 
 @dataclass(frozen=True)
@@ -189,6 +204,57 @@ def stored_response(
     )
 
 
+class PendingKey:
+    """The claimed key of the request being processed (``scope[SCOPE_KEY]``).
+
+    The middleware stores the response under it or releases it, unless the route called
+    :meth:`settle_later`: then the key stays in flight past the response until the given
+    future resolves.
+    """
+
+    def __init__(self, store: IdempotencyStore, principal: str, key: str) -> None:
+        self.store = store
+        self.principal = principal
+        self.key = key
+        self.kept = False
+
+    def settle(self, response: StoredResponse | None) -> None:
+        """Store ``response`` if it is the request's outcome, else release the key
+        (blocking: database I/O)."""
+        if response is not None and is_outcome(response.status, response.headers, response.body):
+            self.store.complete(self.principal, self.key, response)
+        else:
+            self.store.release(self.principal, self.key)
+
+    def settle_later(
+        self, future: Future[T], render: Callable[[Future[T]], Rendered | None]
+    ) -> None:
+        """Keep the key in flight after this request's response; once ``future`` is resolved,
+        ``render`` gives the response the request would have had (None: release the key),
+        settled on a thread of its own (not the one resolving the future)."""
+        self.kept = True
+
+        def settle_now(done: Future[T]) -> None:
+            try:
+                rendered = render(done)
+                self.settle(None if rendered is None else stored_response(*rendered))
+            except Exception as exc:  # the key is then taken over after stale_after_s
+                _log.error("idempotency_settle_failed", error_type=type(exc).__name__, exc_info=exc)
+
+        def on_done(done: Future[T]) -> None:
+            threading.Thread(
+                target=settle_now, args=(done,), name="idempotency-settle", daemon=False
+            ).start()
+
+        future.add_done_callback(on_done)
+
+
+def pending_key(scope: Scope) -> PendingKey | None:
+    """The claimed ``Idempotency-Key`` of a request, if it carries one."""
+    pending = scope.get(SCOPE_KEY)
+    return pending if isinstance(pending, PendingKey) else None
+
+
 class IdempotencyMiddleware:
     """ASGI middleware applying an :class:`IdempotencyStore` to mutating requests that carry an
     ``Idempotency-Key`` header.
@@ -278,6 +344,8 @@ class IdempotencyMiddleware:
             )
             return
 
+        pending = PendingKey(store, principal, key)
+        scope[SCOPE_KEY] = pending
         status = 500
         response_headers: list[tuple[bytes, bytes]] = []
         chunks: list[bytes] = []
@@ -302,14 +370,14 @@ class IdempotencyMiddleware:
         try:
             await self.app(scope, replay_receive, capture_send)
         except BaseException:
-            with anyio.CancelScope(shield=True):
-                await anyio.to_thread.run_sync(store.release, principal, key)
+            if not pending.kept:
+                with anyio.CancelScope(shield=True):
+                    await anyio.to_thread.run_sync(store.release, principal, key)
             raise
+        if pending.kept:  # settled when the route's command resolves
+            return
         response = stored_response(status, response_headers, b"".join(chunks))
-        if is_outcome(response.status, response.headers, response.body):
-            await anyio.to_thread.run_sync(store.complete, principal, key, response)
-        else:
-            await anyio.to_thread.run_sync(store.release, principal, key)
+        await anyio.to_thread.run_sync(pending.settle, response)
 
     async def _answer(self, send: Send, status: int, title: str, detail: str) -> None:
         headers, body = self.problem(status, title, detail)

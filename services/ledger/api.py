@@ -19,6 +19,7 @@ from typing import Annotated, Any, TypeVar
 from uuid import UUID
 
 from fastapi import APIRouter, Query, Request, Response
+from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
@@ -32,8 +33,8 @@ from seatledger.auth import (
     Principal,
 )
 from seatledger.billing import BillingPeriod
-from seatledger.http import CurrentPrincipal, Problem, annotate
-from seatledger.http.idempotency import CONCURRENT_MODIFICATION
+from seatledger.http import CurrentPrincipal, Problem, annotate, problem_response
+from seatledger.http.idempotency import CONCURRENT_MODIFICATION, Rendered, pending_key
 from services.ledger import domain
 from services.ledger.application import (
     CloudAlreadyExists,
@@ -141,18 +142,59 @@ async def _await(future: Future[T]) -> T:
         raise _problem(exc) from exc
 
 
-def _wait(service: LedgerService, future: Future[T]) -> T:
+def _wait(
+    service: LedgerService,
+    future: Future[T],
+    request: Request,
+    view: Callable[[T], dict[str, Any]],
+    status: int = 201,
+) -> T:
+    """The command's result, waited for up to the service's command timeout. On timeout the
+    answer is 503, and the request's ``Idempotency-Key`` (if any) stays in flight until the
+    command resolves: then its real response (``view`` of the result with ``status``, or the
+    command's problem) is kept for the key, so a retry never runs the command twice."""
     try:
         return service.wait(future)
     except domain.LedgerError as exc:
         raise _problem(exc) from exc
     except TimeoutError as exc:
+        pending = pending_key(request.scope)
+        if pending is not None:
+            pending.settle_later(future, _renderer(request.url.path, view, status))
         raise Problem(
             503,
             "Ledger busy",
             "the command was not answered in time; retry with the same Idempotency-Key",
             headers={"Retry-After": "1"},
         ) from exc
+
+
+def _renderer(
+    path: str, view: Callable[[T], dict[str, Any]], status: int
+) -> Callable[[Future[T]], Rendered | None]:
+    """Renders a resolved command as its route would have answered it; None for an error
+    that is not the ledger's refusal (its key is released)."""
+
+    def render(done: Future[T]) -> Rendered | None:
+        error = done.exception()
+        if error is None:
+            response = JSONResponse(jsonable_encoder(view(done.result())), status_code=status)
+        elif isinstance(error, domain.LedgerError):
+            problem = _problem(error)
+            response = problem_response(
+                problem.status,
+                problem.title,
+                problem.detail,
+                headers=problem.headers,
+                type_=problem.type,
+                instance=path,
+                **problem.extensions,
+            )
+        else:
+            return None
+        return response.status_code, response.raw_headers, bytes(response.body)
+
+    return render
 
 
 # --------------------------------------------------------------------------------------------
@@ -266,6 +308,24 @@ def cloud_view(
     }
     if as_of is not None:
         view["as_of"] = as_of.isoformat()
+    return view
+
+
+def purchase_view(result: tuple[Cloud, Cloud.SeatsIncreased]) -> dict[str, Any]:
+    """The answer to a purchase: the cloud and what was bought."""
+    cloud, event = result
+    view = cloud_view(cloud)
+    view["purchase"] = {
+        "seats_before": event.seats_before,
+        "seats_after": event.seats_after,
+        "seats_added": event.seats_after - event.seats_before,
+        "charge_date": event.charge_date.isoformat(),
+        "period_start": event.period_start.isoformat(),
+        "period_end": event.period_end.isoformat(),
+        "net": format(event.net, "f"),
+        "currency": cloud.terms.currency,
+        "quote_id": str(event.quote.quote_id) if event.quote is not None else None,
+    }
     return view
 
 
@@ -508,32 +568,26 @@ def build_router(service: LedgerService, authenticator: Authenticator) -> APIRou
         return quote_view(offer)
 
     @router.post("/clouds/{cloud_id}/seat-purchases", status_code=201, summary="Buy seats")
-    def purchase(cloud_id: UUID, body: PurchaseBody, principal: CurrentPrincipal) -> dict[str, Any]:
+    def purchase(
+        cloud_id: UUID, body: PurchaseBody, principal: CurrentPrincipal, request: Request
+    ) -> dict[str, Any]:
         precheck(principal, cloud_id, owner=True, scopes=())
         authenticator.require_step_up(principal)
         check = guarded(principal, owner=True, scopes=())
-        cloud, event = _wait(
+        result = _wait(
             service,
             service.submit_purchase(
                 cloud_id, body.seats, actor_of(principal), body.quote_id, authorize=check
             ),
+            request,
+            purchase_view,
         )
-        view = cloud_view(cloud)
-        view["purchase"] = {
-            "seats_before": event.seats_before,
-            "seats_after": event.seats_after,
-            "seats_added": event.seats_after - event.seats_before,
-            "charge_date": event.charge_date.isoformat(),
-            "period_start": event.period_start.isoformat(),
-            "period_end": event.period_end.isoformat(),
-            "net": format(event.net, "f"),
-            "currency": cloud.terms.currency,
-            "quote_id": str(event.quote.quote_id) if event.quote is not None else None,
-        }
-        return view
+        return purchase_view(result)
 
     @router.post("/clouds/{cloud_id}/seat-reductions", status_code=201, summary="Reduce seats")
-    def reduce(cloud_id: UUID, body: SeatsBody, principal: CurrentPrincipal) -> dict[str, Any]:
+    def reduce(
+        cloud_id: UUID, body: SeatsBody, principal: CurrentPrincipal, request: Request
+    ) -> dict[str, Any]:
         precheck(principal, cloud_id, owner=True, scopes=())
         authenticator.require_step_up(principal)
         cloud = _wait(
@@ -544,6 +598,8 @@ def build_router(service: LedgerService, authenticator: Authenticator) -> APIRou
                 actor_of(principal),
                 authorize=guarded(principal, owner=True, scopes=()),
             ),
+            request,
+            cloud_view,
         )
         return cloud_view(cloud)
 

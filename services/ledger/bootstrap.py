@@ -75,10 +75,12 @@ def build_ledger(
     authenticator: Authenticator | None = None,
     scheduler_interval_s: float = 30.0,
     max_attempts: int = 8,
+    command_timeout_s: float = 30.0,
     env_overrides: dict[str, str] | None = None,
 ) -> LedgerComponents:
     """Wire the ledger. Nothing runs until :meth:`LedgerComponents.start` (or the first
-    command, which starts the group committer)."""
+    command, which starts the group committer). ``command_timeout_s`` bounds how long a seat
+    purchase or reduction waits for its command before answering 503."""
     env = application_env(settings.database_url, APP_NAME, settings.data_dir, pool_size=8)
     env.setdefault("AGGREGATE_CACHE_MAXSIZE", "10000")
     env.update(env_overrides or {})
@@ -98,6 +100,7 @@ def build_ledger(
         CloudIndex(app),
         clock=clock,
         quote_ttl_s=settings.quote_ttl_s,
+        command_timeout_s=command_timeout_s,
         licensed_rights_groups=settings.licensed_rights_groups,
     )
     auth = authenticator or Authenticator(settings)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import threading
+import time
+
 import pytest
 
 from tests.integration.ledger.conftest import CLOUD_BODY
@@ -144,6 +147,43 @@ def test_a_concurrency_conflict_leaves_the_key_free_for_the_retry(ledgers):
     assert retried.status_code == 201, retried.text
     assert "idempotent-replayed" not in retried.headers
     assert _seats_increased(node_a, cloud_id) == 1
+
+
+def test_a_purchase_answered_503_on_timeout_is_kept_for_its_key_until_it_commits(ledgers):
+    ledger = ledgers(command_timeout_s=0.1)
+    cloud_id = ledger.open_cloud()["cloud_id"]
+    app = ledger.components.app
+    save = app.save
+    committed = threading.Event()
+
+    def slow_save(*args, **kwargs):  # a store that takes longer than the command timeout
+        time.sleep(1.0)
+        try:
+            return save(*args, **kwargs)
+        finally:
+            committed.set()
+
+    app.save = slow_save
+    url = f"/v1/clouds/{cloud_id}/seat-purchases"
+    headers = {**ledger.owner, "Idempotency-Key": "purchase-slow"}
+    first = ledger.client.post(url, json={"seats": 5}, headers=headers)
+    assert first.status_code == 503, first.text
+    in_flight = ledger.client.post(url, json={"seats": 5}, headers=headers)
+    assert in_flight.status_code == 409
+    assert in_flight.json()["title"] == "Request in progress"
+    assert committed.wait(5)
+    app.save = save
+    deadline = time.monotonic() + 5
+    while True:
+        retried = ledger.client.post(url, json={"seats": 5}, headers=headers)
+        if retried.status_code != 409 or retried.json()["title"] != "Request in progress":
+            break
+        assert time.monotonic() < deadline, "the key was never settled"
+        time.sleep(0.02)
+    assert retried.status_code == 201, retried.text
+    assert retried.headers["idempotent-replayed"] == "true"
+    assert retried.json()["purchase"]["seats_after"] == 5
+    assert _seats_increased(ledger, cloud_id) == 1
 
 
 @pytest.mark.parametrize(
