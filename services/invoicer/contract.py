@@ -9,9 +9,9 @@ re-publication carries the same id and consumers dedupe on it.
 from __future__ import annotations
 
 from typing import Any
-from uuid import UUID, uuid5
+from uuid import UUID
 
-from schemas.envelope import CloudEvent
+from schemas.envelope import ContractMapper, EnvelopeParts, stable_event_id
 from schemas.invoices import CausingEvent, Customer, InvoiceIssued, InvoiceLine
 from schemas.ledger import BillingPeriodRange
 from services.invoicer.domain import Invoice
@@ -70,21 +70,24 @@ def invoice_issued(invoice: Invoice) -> InvoiceIssued:
 
 def cloud_event_id(originator_id: UUID, originator_version: int) -> UUID:
     """The stable CloudEvent id of the domain event ``(originator_id, originator_version)``."""
-    return uuid5(INVOICER_NAMESPACE, f"cloud-event:{originator_id}:{originator_version}")
+    return UUID(_event_id(originator_id, originator_version))
 
 
-def to_cloud_event(domain_event: Any) -> CloudEvent | None:
-    """The published form of an invoicer domain event; None for internal events (number
-    series, invoice indexes), which are not published."""
+def _event_id(originator_id: UUID, originator_version: int) -> str:
+    return stable_event_id(INVOICER_NAMESPACE, f"cloud-event:{originator_id}:{originator_version}")
+
+
+def envelope_parts(domain_event: Any) -> EnvelopeParts | None:
+    """The published parts of an invoicer domain event (data, id, subject, time); None for
+    internal events (number series, invoice indexes), which are not published."""
     issued_event_class: type[Any] = getattr(Invoice, "Issued")  # noqa: B009 (made by @event)
     if not isinstance(domain_event, issued_event_class):
         return None
     data = _invoice_issued(domain_event.originator_id, domain_event)
-    cloud_event = CloudEvent.of(
-        data,
-        id=str(cloud_event_id(domain_event.originator_id, domain_event.originator_version)),
-        subject=str(data.cloud_id),
-        time=data.issued_at,
-    )
-    assert cloud_event.source == SOURCE
-    return cloud_event
+    event_id = _event_id(domain_event.originator_id, domain_event.originator_version)
+    return data, event_id, str(data.cloud_id), data.issued_at
+
+
+#: The published form of an invoicer domain event (``CloudEvent | None`` when called); the
+#: outbox relay builds the message bytes from :func:`envelope_parts` directly.
+to_cloud_event = ContractMapper(envelope_parts)

@@ -8,10 +8,10 @@ id). ``Requested``, ``AttemptStarted`` and ``AttemptFailed`` are internal and ma
 from __future__ import annotations
 
 from typing import Any, get_args
-from uuid import UUID, uuid5
+from uuid import UUID
 
 from schemas._base import EventData
-from schemas.envelope import CloudEvent
+from schemas.envelope import ContractMapper, EnvelopeParts, stable_event_id
 from schemas.notifications import EmailFailed, EmailSent, FailureReason
 from services.notifier.domain import DELIVERY_NAMESPACE, delivery_event_name
 
@@ -48,11 +48,15 @@ def to_contract(domain_event: Any) -> EventData | None:
 
 def cloud_event_id(originator_id: UUID, originator_version: int) -> UUID:
     """The stable CloudEvent id of the domain event ``(originator_id, originator_version)``."""
-    return uuid5(DELIVERY_NAMESPACE, f"cloud-event:{originator_id}:{originator_version}")
+    return UUID(_event_id(originator_id, originator_version))
 
 
-def to_cloud_event(domain_event: Any) -> CloudEvent | None:
-    """The published envelope of a domain event (the relay's mapper), or None.
+def _event_id(originator_id: UUID, originator_version: int) -> str:
+    return stable_event_id(DELIVERY_NAMESPACE, f"cloud-event:{originator_id}:{originator_version}")
+
+
+def envelope_parts(domain_event: Any) -> EnvelopeParts | None:
+    """The published parts of a domain event (data, id, subject, time), or None.
 
     The event id is derived from the domain event's identity (delivery id and version), so a
     re-publication after a relay crash carries the same id.
@@ -60,9 +64,10 @@ def to_cloud_event(domain_event: Any) -> CloudEvent | None:
     data = to_contract(domain_event)
     if data is None:
         return None
-    return CloudEvent.of(
-        data,
-        id=str(cloud_event_id(domain_event.originator_id, domain_event.originator_version)),
-        subject=str(domain_event.cloud_id),
-        time=domain_event.timestamp,
-    )
+    event_id = _event_id(domain_event.originator_id, domain_event.originator_version)
+    return data, event_id, str(domain_event.cloud_id), domain_event.timestamp
+
+
+#: The published envelope of a domain event (the relay's mapper; ``CloudEvent | None`` when
+#: called); the outbox relay builds the message bytes from :func:`envelope_parts` directly.
+to_cloud_event = ContractMapper(envelope_parts)
