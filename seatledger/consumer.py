@@ -32,10 +32,9 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any
 
 import structlog
 from confluent_kafka import (
@@ -61,6 +60,7 @@ from schemas.envelope import (
 )
 from schemas.registry import ContractViolation, parse_cloud_event
 from seatledger.kafka import consumer_config, dead_letter_topic, producer_config
+from seatledger.metrics import PerRegistry
 from seatledger.tracking import Position
 
 __all__ = [
@@ -121,14 +121,9 @@ class DeadLetter:
     value: bytes | None
 
 
-class ConsumerMetrics:
+class ConsumerMetrics(PerRegistry):
     """The consumers' metrics, built once per registry (shared by every consumer and follower
     of a process; the ``consumer`` label names each)."""
-
-    _by_registry: ClassVar[weakref.WeakKeyDictionary[CollectorRegistry, ConsumerMetrics]] = (
-        weakref.WeakKeyDictionary()
-    )
-    _lock: ClassVar[threading.Lock] = threading.Lock()
 
     def __init__(self, registry: CollectorRegistry) -> None:
         self.position = Gauge(
@@ -162,18 +157,6 @@ class ConsumerMetrics:
             registry=registry,
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
         )
-
-    @classmethod
-    def of(cls, registry: CollectorRegistry | None) -> ConsumerMetrics:
-        """The metrics of ``registry`` (a private registry when None)."""
-        if registry is None:
-            return cls(CollectorRegistry(auto_describe=True))
-        with cls._lock:
-            metrics = cls._by_registry.get(registry)
-            if metrics is None:
-                metrics = cls(registry)
-                cls._by_registry[registry] = metrics
-            return metrics
 
 
 def sleep_unless_stopped(stop: threading.Event | None, seconds: float) -> None:

@@ -43,12 +43,11 @@ from __future__ import annotations
 import hashlib
 import threading
 import time
-import weakref
 from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any
 
 import structlog
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
@@ -68,6 +67,7 @@ from schemas.envelope import (
     envelope_json,
 )
 from schemas.registry import check_cloud_event, event_models, model_for, parse_cloud_event
+from seatledger.metrics import PerRegistry
 
 __all__ = [
     "ContractMapper",
@@ -88,13 +88,8 @@ class PublishError(Exception):
     """The broker did not acknowledge a message; the batch is published again."""
 
 
-class RelayMetrics:
+class RelayMetrics(PerRegistry):
     """The relays' metrics, built once per registry (label ``relay`` = the topic)."""
-
-    _by_registry: ClassVar[weakref.WeakKeyDictionary[CollectorRegistry, RelayMetrics]] = (
-        weakref.WeakKeyDictionary()
-    )
-    _lock: ClassVar[threading.Lock] = threading.Lock()
 
     def __init__(self, registry: CollectorRegistry) -> None:
         self.position = Gauge(
@@ -140,18 +135,6 @@ class RelayMetrics:
             registry=registry,
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
         )
-
-    @classmethod
-    def of(cls, registry: CollectorRegistry | None) -> RelayMetrics:
-        """The metrics of ``registry`` (a private registry when None)."""
-        if registry is None:
-            return cls(CollectorRegistry(auto_describe=True))
-        with cls._lock:
-            metrics = cls._by_registry.get(registry)
-            if metrics is None:
-                metrics = cls(registry)
-                cls._by_registry[registry] = metrics
-            return metrics
 
 
 class _RelayGauges:
