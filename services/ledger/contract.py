@@ -11,7 +11,7 @@ from typing import Any
 from uuid import NAMESPACE_URL, UUID, uuid5
 
 from schemas import ledger as contract
-from schemas.envelope import CloudEvent, stable_event_id
+from schemas.envelope import ContractMapper, EnvelopeParts, stable_event_id
 from services.ledger.domain import Actor, Cloud, ContractTerms
 
 SOURCE = "/seatledger/ledger"
@@ -141,15 +141,17 @@ def to_contract(domain_event: Any) -> contract.LedgerEvent | None:
     return None
 
 
-def to_cloud_event(domain_event: Any) -> CloudEvent | None:
-    """The CloudEvent published for a domain event; None for internal-only events."""
+def envelope_parts(domain_event: Any) -> EnvelopeParts | None:
+    """The published parts of a domain event (data, id, subject, time); None for
+    internal-only events."""
     payload = to_contract(domain_event)
     if payload is None:
         return None
     cloud_id = domain_event.originator_id
-    return CloudEvent.of(
-        payload,
-        id=stable_event_id(EVENT_ID_NAMESPACE, f"{cloud_id}:{domain_event.originator_version}"),
-        subject=str(cloud_id),
-        time=domain_event.timestamp,
-    )
+    event_id = stable_event_id(EVENT_ID_NAMESPACE, f"{cloud_id}:{domain_event.originator_version}")
+    return payload, event_id, str(cloud_id), domain_event.timestamp
+
+
+#: The CloudEvent published for a domain event (``CloudEvent | None`` when called); the outbox
+#: relay builds the message bytes from :func:`envelope_parts` directly.
+to_cloud_event = ContractMapper(envelope_parts)
