@@ -17,11 +17,13 @@ returns for an application, so the auditor points at exactly the tables the serv
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterable, Iterator, Sequence
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol, cast
 from uuid import UUID
 
 CHAIN_TABLE = "audit_chain"
@@ -165,12 +167,273 @@ def open_store(env: dict[str, str], app: str) -> EventStore:
 
 
 # --------------------------------------------------------------------------------------------
+# The queries and row handling, once for both backends
+# --------------------------------------------------------------------------------------------
+
+# Query templates: ``{t}`` is the table, ``{p}`` a bound parameter, ``{id}`` the events table's
+# notification id column, ``{integer}``, ``{text}``, ``{blob}``, ``{timestamp}`` column types;
+# each backend fills them in (:attr:`_SQLEventStore._DIALECT`, :meth:`_SQLEventStore._sql`).
+_EVENT_COLUMNS = "{id}, originator_id, originator_version, topic, state"
+_LINK_COLUMNS = "notification_id, originator_id, originator_version, event_digest, chain_hash"
+
+
+class _Cursor(Protocol):
+    """The part of a DB-API cursor the queries below read."""
+
+    def fetchone(self) -> Any: ...
+
+    def fetchall(self) -> Sequence[Any]: ...
+
+    def __iter__(self) -> Iterator[Any]: ...
+
+
+def _to_link(raw: Sequence[Any]) -> ChainLink:
+    nid, oid, version, digest, chain_hash = raw
+    return ChainLink(int(nid), oid, int(version), bytes(digest), bytes(chain_hash))
+
+
+class _SQLEventStore(ABC):
+    """:class:`EventStore` over SQL tables: every query and row conversion; a backend supplies
+    its SQL dialect, table names, connection, transactions and streaming cursor."""
+
+    #: SQL fragments of the backend for the template fields other than ``{t}``.
+    _DIALECT: ClassVar[Mapping[str, str]]
+
+    app: str
+    events_table: str
+
+    @abstractmethod
+    def describe(self) -> str: ...
+
+    @abstractmethod
+    def _sql(self, template: str, **tables: str) -> Any:
+        """``template`` as a query of the backend, ``tables`` naming its table fields."""
+
+    @abstractmethod
+    def _execute(self, query: Any, params: Sequence[Any] = ()) -> _Cursor:
+        """Run ``query`` on the store's own connection."""
+
+    @abstractmethod
+    def _executemany(self, query: Any, rows: Sequence[Sequence[Any]]) -> None: ...
+
+    @abstractmethod
+    def _stream(self, query: Any, params: Sequence[Any], batch: int) -> Iterator[tuple[Any, ...]]:
+        """Rows of ``query`` from a cursor of their own, ``batch`` rows in memory at a time."""
+
+    @abstractmethod
+    def _table_exists(self, name: str) -> bool: ...
+
+    @abstractmethod
+    def _chain_write(self) -> AbstractContextManager[None]:
+        """One transaction in which no other keeper can extend the chain."""
+
+    @abstractmethod
+    def _originator_match(self, originator_id: str) -> tuple[str, Any]:
+        """The column expression to compare with an originator id, and the bound value."""
+
+    @abstractmethod
+    def _timestamp_param(self, value: datetime) -> Any:
+        """A checkpoint time as the backend stores it."""
+
+    @abstractmethod
+    def _timestamp_value(self, stored: Any) -> datetime:
+        """A checkpoint time as the backend returns it, back as a datetime."""
+
+    @abstractmethod
+    def close(self) -> None: ...
+
+    def _scalar(self, query: Any, params: Sequence[Any] = ()) -> int:
+        row = self._execute(query, params).fetchone()
+        return int(row[0]) if row else 0
+
+    def check_exists(self) -> None:
+        if not self._table_exists(self.events_table):
+            raise StoreMissing(f"no {self.app} event store in {self.describe()}")
+
+    def max_notification_id(self) -> int:
+        return self._scalar(
+            self._sql("SELECT COALESCE(MAX({id}), 0) FROM {t}", t=self.events_table)
+        )
+
+    def _events_query(self, after: int, upto: int | None) -> tuple[str, list[Any]]:
+        query = "SELECT " + _EVENT_COLUMNS + " FROM {t} WHERE {id} > {p}"
+        params: list[Any] = [after]
+        if upto is not None:
+            query += " AND {id} <= {p}"
+            params.append(upto)
+        query += " ORDER BY {id}"
+        return query, params
+
+    def iter_events(
+        self,
+        *,
+        after: int = 0,
+        upto: int | None = None,
+        limit: int | None = None,
+        batch: int = 2000,
+    ) -> Iterator[StoredRow]:
+        query, params = self._events_query(after, upto)
+        rows: Iterable[tuple[Any, ...]]
+        if limit is not None:
+            query += " LIMIT {p}"
+            params.append(limit)
+            rows = self._execute(self._sql(query, t=self.events_table), params).fetchall()
+        else:
+            rows = self._stream(self._sql(query, t=self.events_table), params, batch)
+        for raw in rows:
+            yield to_row(raw)
+
+    def iter_raw(
+        self, *, after: int = 0, upto: int | None = None, batch: int = 2000
+    ) -> Iterator[tuple[Any, ...]]:
+        query, params = self._events_query(after, upto)
+        return self._stream(self._sql(query, t=self.events_table), params, batch)
+
+    def events_of(self, originator_id: str) -> list[StoredRow]:
+        column, key = self._originator_match(originator_id)
+        cursor = self._execute(
+            self._sql(
+                "SELECT " + _EVENT_COLUMNS + " FROM {t} "
+                "WHERE " + column + " = {p} ORDER BY originator_version",
+                t=self.events_table,
+            ),
+            (key,),
+        )
+        return [to_row(raw) for raw in cursor]
+
+    def has_chain(self) -> bool:
+        return self._table_exists(CHAIN_TABLE)
+
+    def ensure_chain_tables(self) -> None:
+        self._execute(
+            self._sql(
+                "CREATE TABLE IF NOT EXISTS {t} ("
+                "notification_id {integer} PRIMARY KEY, "
+                "originator_id {text} NOT NULL, "
+                "originator_version {integer} NOT NULL, "
+                "event_digest {blob} NOT NULL, "
+                "chain_hash {blob} NOT NULL)",
+                t=CHAIN_TABLE,
+            )
+        )
+        self._execute(
+            self._sql(
+                "CREATE TABLE IF NOT EXISTS {t} ("
+                "position {integer} NOT NULL, "
+                "events {integer} NOT NULL, "
+                "head_hash {text} NOT NULL, "
+                "created_at {timestamp} NOT NULL)",
+                t=CHECKPOINT_TABLE,
+            )
+        )
+
+    def chain_head(self) -> tuple[ChainLink | None, int]:
+        if not self.has_chain():
+            return None, 0
+        return self._head_at(None)
+
+    def link_at_or_before(self, position: int) -> tuple[ChainLink | None, int]:
+        if not self.has_chain():
+            return None, 0
+        return self._head_at(position)
+
+    def _head_at(self, position: int | None) -> tuple[ChainLink | None, int]:
+        where = "" if position is None else " WHERE notification_id <= {p}"
+        params: tuple[Any, ...] = () if position is None else (position,)
+        query = "SELECT " + _LINK_COLUMNS + " FROM {t}" + where
+        row = self._execute(
+            self._sql(query + " ORDER BY notification_id DESC LIMIT 1", t=CHAIN_TABLE),
+            params,
+        ).fetchone()
+        if row is None:
+            return None, 0
+        count = self._scalar(self._sql("SELECT COUNT(*) FROM {t}" + where, t=CHAIN_TABLE), params)
+        return _to_link(row), count
+
+    def append_links(self, expected_head: int, links: Sequence[ChainLink]) -> None:
+        if not links:
+            return
+        with self._chain_write():
+            head = self._scalar(
+                self._sql("SELECT COALESCE(MAX(notification_id), 0) FROM {t}", t=CHAIN_TABLE)
+            )
+            if head != expected_head:
+                raise ChainConflict("the chain head moved")
+            self._executemany(
+                self._sql(
+                    "INSERT INTO {t} (" + _LINK_COLUMNS + ") VALUES ({p}, {p}, {p}, {p}, {p})",
+                    t=CHAIN_TABLE,
+                ),
+                [
+                    (
+                        link.notification_id,
+                        link.originator_id,
+                        link.originator_version,
+                        link.event_digest,
+                        link.chain_hash,
+                    )
+                    for link in links
+                ],
+            )
+
+    def iter_links(self, *, upto: int | None = None, batch: int = 2000) -> Iterator[ChainLink]:
+        if not self.has_chain():
+            return
+        query = "SELECT " + _LINK_COLUMNS + " FROM {t}"
+        params: list[Any] = []
+        if upto is not None:
+            query += " WHERE notification_id <= {p}"
+            params.append(upto)
+        query += " ORDER BY notification_id"
+        for raw in self._stream(self._sql(query, t=CHAIN_TABLE), params, batch):
+            yield _to_link(raw)
+
+    def add_checkpoint(self, checkpoint: Checkpoint) -> None:
+        self._execute(
+            self._sql(
+                "INSERT INTO {t} (position, events, head_hash, created_at) "
+                "VALUES ({p}, {p}, {p}, {p})",
+                t=CHECKPOINT_TABLE,
+            ),
+            (
+                checkpoint.position,
+                checkpoint.events,
+                checkpoint.head_hash,
+                self._timestamp_param(checkpoint.created_at),
+            ),
+        )
+
+    def checkpoints(self) -> list[Checkpoint]:
+        if not self._table_exists(CHECKPOINT_TABLE):
+            return []
+        rows = self._execute(
+            self._sql(
+                "SELECT position, events, head_hash, created_at FROM {t} "
+                "ORDER BY position, created_at",
+                t=CHECKPOINT_TABLE,
+            )
+        ).fetchall()
+        return [
+            Checkpoint(self.app, int(p), int(n), h, self._timestamp_value(c)) for p, n, h, c in rows
+        ]
+
+
+# --------------------------------------------------------------------------------------------
 # PostgreSQL
 # --------------------------------------------------------------------------------------------
 
 
-class PostgresEventStore:
+class PostgresEventStore(_SQLEventStore):
     """An application's tables in its PostgreSQL schema."""
+
+    _DIALECT: ClassVar[Mapping[str, str]] = {
+        "p": "%s",
+        "id": "notification_id",
+        "integer": "bigint",
+        "text": "text",
+        "blob": "bytea",
+        "timestamp": "timestamptz",
+    }
 
     def __init__(self, env: dict[str, str], app: str) -> None:
         import psycopg
@@ -198,34 +461,22 @@ class PostgresEventStore:
     def describe(self) -> str:
         return f"PostgreSQL {self._host}/{self._dbname} schema {self.schema}"
 
-    def _table(self, name: str) -> Any:
+    def _sql(self, template: str, **tables: str) -> Any:
         from psycopg import sql
 
-        return sql.Identifier(self.schema, name)
+        fields: dict[str, sql.Composable] = {k: sql.SQL(v) for k, v in self._DIALECT.items()}
+        fields.update({k: sql.Identifier(self.schema, v) for k, v in tables.items()})
+        return sql.SQL(template).format(**fields)
 
-    def _sql(self, text: str, **tables: str) -> Any:
-        from psycopg import sql
+    def _execute(self, query: Any, params: Sequence[Any] = ()) -> _Cursor:
+        return self._conn.execute(query, params)
 
-        return sql.SQL(text).format(**{k: self._table(v) for k, v in tables.items()})
-
-    def _table_exists(self, name: str) -> bool:
-        row = self._conn.execute(
-            "SELECT to_regclass(%s) IS NOT NULL", (f'"{self.schema}"."{name}"',)
-        ).fetchone()
-        return bool(row and row[0])
-
-    def check_exists(self) -> None:
-        if not self._table_exists(self.events_table):
-            raise StoreMissing(f"no {self.app} event store in {self.describe()}")
-
-    def max_notification_id(self) -> int:
-        row = self._conn.execute(
-            self._sql("SELECT COALESCE(MAX(notification_id), 0) FROM {t}", t=self.events_table)
-        ).fetchone()
-        return int(row[0]) if row else 0
+    def _executemany(self, query: Any, rows: Sequence[Sequence[Any]]) -> None:
+        with self._conn.cursor() as cursor:
+            cursor.executemany(query, rows)
 
     def _stream(self, query: Any, params: Sequence[Any], batch: int) -> Iterator[tuple[Any, ...]]:
-        """Rows of ``query`` through a server-side cursor: ``batch`` rows in memory at a time."""
+        # A server-side cursor on a connection of its own.
         import psycopg
 
         self._counter += 1
@@ -239,200 +490,43 @@ class PostgresEventStore:
         finally:
             conn.close()
 
-    def iter_events(
-        self,
-        *,
-        after: int = 0,
-        upto: int | None = None,
-        limit: int | None = None,
-        batch: int = 2000,
-    ) -> Iterator[StoredRow]:
-        query = (
-            "SELECT notification_id, originator_id, originator_version, topic, state "
-            "FROM {t} WHERE notification_id > %s"
-        )
-        params: list[Any] = [after]
-        if upto is not None:
-            query += " AND notification_id <= %s"
-            params.append(upto)
-        query += " ORDER BY notification_id"
-        rows: Iterable[tuple[Any, ...]]
-        if limit is not None:
-            query += " LIMIT %s"
-            params.append(limit)
-            rows = self._conn.execute(self._sql(query, t=self.events_table), params).fetchall()
-        else:
-            rows = self._stream(self._sql(query, t=self.events_table), params, batch)
-        for raw in rows:
-            yield to_row(raw)
+    def _table_exists(self, name: str) -> bool:
+        row = self._conn.execute(
+            "SELECT to_regclass(%s) IS NOT NULL", (f'"{self.schema}"."{name}"',)
+        ).fetchone()
+        return bool(row and row[0])
 
-    def iter_raw(
-        self, *, after: int = 0, upto: int | None = None, batch: int = 2000
-    ) -> Iterator[tuple[Any, ...]]:
-        query = (
-            "SELECT notification_id, originator_id, originator_version, topic, state "
-            "FROM {t} WHERE notification_id > %s"
-        )
-        params: list[Any] = [after]
-        if upto is not None:
-            query += " AND notification_id <= %s"
-            params.append(upto)
-        query += " ORDER BY notification_id"
-        return self._stream(self._sql(query, t=self.events_table), params, batch)
+    @contextmanager
+    def _chain_write(self) -> Iterator[None]:
+        import psycopg
 
-    def events_of(self, originator_id: str) -> list[StoredRow]:
         try:
-            key: Any = UUID(originator_id)
-            where = "originator_id = %s"  # the primary key's index
-        except ValueError:
-            key, where = originator_id, "originator_id::text = %s"
-        cursor = self._conn.execute(
-            self._sql(
-                "SELECT notification_id, originator_id, originator_version, topic, state "
-                f"FROM {{t}} WHERE {where} ORDER BY originator_version",
-                t=self.events_table,
-            ),
-            (key,),
-        )
-        return [
-            StoredRow(int(n), canonical_id(o), int(v), t, _bytes(s)) for n, o, v, t, s in cursor
-        ]
+            with self._conn.transaction():
+                # One keeper at a time per chain; a second one waits, then sees the new head.
+                self._execute(
+                    self._sql("LOCK TABLE {t} IN SHARE ROW EXCLUSIVE MODE", t=CHAIN_TABLE)
+                )
+                yield
+        except psycopg.errors.UniqueViolation as exc:
+            raise ChainConflict(str(exc)) from exc
 
-    def has_chain(self) -> bool:
-        return self._table_exists(CHAIN_TABLE)
+    def _originator_match(self, originator_id: str) -> tuple[str, Any]:
+        try:
+            return "originator_id", UUID(originator_id)  # the primary key's index
+        except ValueError:
+            return "originator_id::text", originator_id
+
+    def _timestamp_param(self, value: datetime) -> Any:
+        return value
+
+    def _timestamp_value(self, stored: Any) -> datetime:
+        return cast(datetime, stored)  # timestamptz comes back as an aware datetime
 
     def ensure_chain_tables(self) -> None:
         from psycopg import sql
 
-        self._conn.execute(
-            sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(self.schema))
-        )
-        self._conn.execute(
-            self._sql(
-                "CREATE TABLE IF NOT EXISTS {t} ("
-                "notification_id bigint PRIMARY KEY, "
-                "originator_id text NOT NULL, "
-                "originator_version bigint NOT NULL, "
-                "event_digest bytea NOT NULL, "
-                "chain_hash bytea NOT NULL)",
-                t=CHAIN_TABLE,
-            )
-        )
-        self._conn.execute(
-            self._sql(
-                "CREATE TABLE IF NOT EXISTS {t} ("
-                "position bigint NOT NULL, "
-                "events bigint NOT NULL, "
-                "head_hash text NOT NULL, "
-                "created_at timestamptz NOT NULL)",
-                t=CHECKPOINT_TABLE,
-            )
-        )
-
-    def chain_head(self) -> tuple[ChainLink | None, int]:
-        if not self.has_chain():
-            return None, 0
-        return self._head_at(None)
-
-    def _head_at(self, position: int | None) -> tuple[ChainLink | None, int]:
-        where = "" if position is None else " WHERE notification_id <= %s"
-        params: tuple[Any, ...] = () if position is None else (position,)
-        row = self._conn.execute(
-            self._sql(
-                "SELECT notification_id, originator_id, originator_version, event_digest, "
-                "chain_hash FROM {t}" + where + " ORDER BY notification_id DESC LIMIT 1",
-                t=CHAIN_TABLE,
-            ),
-            params,
-        ).fetchone()
-        if row is None:
-            return None, 0
-        count = self._conn.execute(
-            self._sql("SELECT COUNT(*) FROM {t}" + where, t=CHAIN_TABLE), params
-        ).fetchone()
-        link = ChainLink(int(row[0]), row[1], int(row[2]), bytes(row[3]), bytes(row[4]))
-        return link, int(count[0]) if count else 0
-
-    def link_at_or_before(self, position: int) -> tuple[ChainLink | None, int]:
-        if not self.has_chain():
-            return None, 0
-        return self._head_at(position)
-
-    def append_links(self, expected_head: int, links: Sequence[ChainLink]) -> None:
-        import psycopg
-
-        if not links:
-            return
-        try:
-            with self._conn.transaction():
-                # One keeper at a time per chain; a second one waits, then sees the new head.
-                self._conn.execute(
-                    self._sql("LOCK TABLE {t} IN SHARE ROW EXCLUSIVE MODE", t=CHAIN_TABLE)
-                )
-                row = self._conn.execute(
-                    self._sql("SELECT COALESCE(MAX(notification_id), 0) FROM {t}", t=CHAIN_TABLE)
-                ).fetchone()
-                if (int(row[0]) if row else 0) != expected_head:
-                    raise ChainConflict("the chain head moved")
-                with self._conn.cursor() as cursor:
-                    cursor.executemany(
-                        self._sql(
-                            "INSERT INTO {t} (notification_id, originator_id, "
-                            "originator_version, event_digest, chain_hash) "
-                            "VALUES (%s, %s, %s, %s, %s)",
-                            t=CHAIN_TABLE,
-                        ),
-                        [
-                            (
-                                link.notification_id,
-                                link.originator_id,
-                                link.originator_version,
-                                link.event_digest,
-                                link.chain_hash,
-                            )
-                            for link in links
-                        ],
-                    )
-        except psycopg.errors.UniqueViolation as exc:
-            raise ChainConflict(str(exc)) from exc
-
-    def iter_links(self, *, upto: int | None = None, batch: int = 2000) -> Iterator[ChainLink]:
-        if not self.has_chain():
-            return
-        query = (
-            "SELECT notification_id, originator_id, originator_version, event_digest, "
-            "chain_hash FROM {t}"
-        )
-        params: list[Any] = []
-        if upto is not None:
-            query += " WHERE notification_id <= %s"
-            params.append(upto)
-        query += " ORDER BY notification_id"
-        for nid, oid, version, digest, chain_hash in self._stream(
-            self._sql(query, t=CHAIN_TABLE), params, batch
-        ):
-            yield ChainLink(int(nid), oid, int(version), bytes(digest), bytes(chain_hash))
-
-    def add_checkpoint(self, checkpoint: Checkpoint) -> None:
-        self._conn.execute(
-            self._sql(
-                "INSERT INTO {t} (position, events, head_hash, created_at) VALUES (%s, %s, %s, %s)",
-                t=CHECKPOINT_TABLE,
-            ),
-            (checkpoint.position, checkpoint.events, checkpoint.head_hash, checkpoint.created_at),
-        )
-
-    def checkpoints(self) -> list[Checkpoint]:
-        if not self._table_exists(CHECKPOINT_TABLE):
-            return []
-        rows = self._conn.execute(
-            self._sql(
-                "SELECT position, events, head_hash, created_at FROM {t} "
-                "ORDER BY position, created_at",
-                t=CHECKPOINT_TABLE,
-            )
-        ).fetchall()
-        return [Checkpoint(self.app, int(p), int(n), h, c) for p, n, h, c in rows]
+        self._execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(self.schema)))
+        super().ensure_chain_tables()
 
     def close(self) -> None:
         self._conn.close()
@@ -443,12 +537,22 @@ class PostgresEventStore:
 # --------------------------------------------------------------------------------------------
 
 
-class SQLiteEventStore:
+class SQLiteEventStore(_SQLEventStore):
     """An application's SQLite file (``<data dir>/<app>.sqlite``)."""
+
+    _DIALECT: ClassVar[Mapping[str, str]] = {
+        "p": "?",
+        "id": "rowid",
+        "integer": "INTEGER",  # ``notification_id INTEGER PRIMARY KEY`` is the rowid
+        "text": "TEXT",
+        "blob": "BLOB",
+        "timestamp": "TEXT",
+    }
 
     def __init__(self, path: Path, app: str) -> None:
         self.app = app
         self.path = path
+        self.events_table = SQLITE_EVENTS_TABLE
         if not path.exists():
             raise StoreMissing(f"no {app} event store at {path}")
         try:
@@ -459,27 +563,17 @@ class SQLiteEventStore:
     def describe(self) -> str:
         return f"SQLite {self.path}"
 
-    def _table_exists(self, name: str) -> bool:
-        row = self._conn.execute(
-            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)
-        ).fetchone()
-        return row is not None
+    def _sql(self, template: str, **tables: str) -> str:
+        # Table names are this module's constants, never input.
+        return template.format(**self._DIALECT, **tables)
 
-    def check_exists(self) -> None:
-        try:
-            exists = self._table_exists(SQLITE_EVENTS_TABLE)
-        except sqlite3.DatabaseError as exc:
-            raise StoreError(f"{self.path} is not a SQLite event store: {exc}") from exc
-        if not exists:
-            raise StoreMissing(f"no {self.app} event store in {self.describe()}")
+    def _execute(self, query: Any, params: Sequence[Any] = ()) -> _Cursor:
+        return self._conn.execute(query, params)
 
-    def max_notification_id(self) -> int:
-        row = self._conn.execute(
-            f"SELECT COALESCE(MAX(rowid), 0) FROM {SQLITE_EVENTS_TABLE}"
-        ).fetchone()
-        return int(row[0]) if row else 0
+    def _executemany(self, query: Any, rows: Sequence[Sequence[Any]]) -> None:
+        self._conn.executemany(query, rows)
 
-    def _stream(self, query: str, params: Sequence[Any], batch: int) -> Iterator[tuple[Any, ...]]:
+    def _stream(self, query: Any, params: Sequence[Any], batch: int) -> Iterator[tuple[Any, ...]]:
         # A connection of its own: a reader never holds the keeper's connection in a
         # transaction, and SQLite steps through the rows without loading them all.
         conn = sqlite3.connect(str(self.path), timeout=10, isolation_level=None)
@@ -490,170 +584,39 @@ class SQLiteEventStore:
         finally:
             conn.close()
 
-    def iter_events(
-        self,
-        *,
-        after: int = 0,
-        upto: int | None = None,
-        limit: int | None = None,
-        batch: int = 2000,
-    ) -> Iterator[StoredRow]:
-        query = (
-            "SELECT rowid, originator_id, originator_version, topic, state "
-            f"FROM {SQLITE_EVENTS_TABLE} WHERE rowid > ?"
-        )
-        params: list[Any] = [after]
-        if upto is not None:
-            query += " AND rowid <= ?"
-            params.append(upto)
-        query += " ORDER BY rowid"
-        rows: Iterable[tuple[Any, ...]]
-        if limit is not None:
-            query += " LIMIT ?"
-            params.append(limit)
-            rows = self._conn.execute(query, params).fetchall()
-        else:
-            rows = self._stream(query, params, batch)
-        for raw in rows:
-            yield to_row(raw)
-
-    def iter_raw(
-        self, *, after: int = 0, upto: int | None = None, batch: int = 2000
-    ) -> Iterator[tuple[Any, ...]]:
-        query = (
-            "SELECT rowid, originator_id, originator_version, topic, state "
-            f"FROM {SQLITE_EVENTS_TABLE} WHERE rowid > ?"
-        )
-        params: list[Any] = [after]
-        if upto is not None:
-            query += " AND rowid <= ?"
-            params.append(upto)
-        query += " ORDER BY rowid"
-        return self._stream(query, params, batch)
-
-    def events_of(self, originator_id: str) -> list[StoredRow]:
-        try:
-            stored_id = UUID(originator_id).hex
-        except ValueError:
-            stored_id = originator_id
-        cursor = self._conn.execute(
-            "SELECT rowid, originator_id, originator_version, topic, state "
-            f"FROM {SQLITE_EVENTS_TABLE} WHERE originator_id = ? ORDER BY originator_version",
-            (stored_id,),
-        )
-        return [
-            StoredRow(int(n), canonical_id(o), int(v), t, _bytes(s)) for n, o, v, t, s in cursor
-        ]
-
-    def has_chain(self) -> bool:
-        return self._table_exists(CHAIN_TABLE)
-
-    def ensure_chain_tables(self) -> None:
-        self._conn.execute(
-            f"CREATE TABLE IF NOT EXISTS {CHAIN_TABLE} ("
-            "notification_id INTEGER PRIMARY KEY, "
-            "originator_id TEXT NOT NULL, "
-            "originator_version INTEGER NOT NULL, "
-            "event_digest BLOB NOT NULL, "
-            "chain_hash BLOB NOT NULL)"
-        )
-        self._conn.execute(
-            f"CREATE TABLE IF NOT EXISTS {CHECKPOINT_TABLE} ("
-            "position INTEGER NOT NULL, "
-            "events INTEGER NOT NULL, "
-            "head_hash TEXT NOT NULL, "
-            "created_at TEXT NOT NULL)"
-        )
-
-    def _head_at(self, position: int | None) -> tuple[ChainLink | None, int]:
-        where = "" if position is None else " WHERE notification_id <= ?"
-        params: tuple[Any, ...] = () if position is None else (position,)
+    def _table_exists(self, name: str) -> bool:
         row = self._conn.execute(
-            "SELECT notification_id, originator_id, originator_version, event_digest, "
-            f"chain_hash FROM {CHAIN_TABLE}{where} ORDER BY notification_id DESC LIMIT 1",
-            params,
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)
         ).fetchone()
-        if row is None:
-            return None, 0
-        count = self._conn.execute(f"SELECT COUNT(*) FROM {CHAIN_TABLE}{where}", params).fetchone()
-        link = ChainLink(int(row[0]), row[1], int(row[2]), bytes(row[3]), bytes(row[4]))
-        return link, int(count[0]) if count else 0
+        return row is not None
 
-    def chain_head(self) -> tuple[ChainLink | None, int]:
-        if not self.has_chain():
-            return None, 0
-        return self._head_at(None)
-
-    def link_at_or_before(self, position: int) -> tuple[ChainLink | None, int]:
-        if not self.has_chain():
-            return None, 0
-        return self._head_at(position)
-
-    def append_links(self, expected_head: int, links: Sequence[ChainLink]) -> None:
-        if not links:
-            return
-        self._conn.execute("BEGIN IMMEDIATE")
+    def check_exists(self) -> None:
         try:
-            row = self._conn.execute(
-                f"SELECT COALESCE(MAX(notification_id), 0) FROM {CHAIN_TABLE}"
-            ).fetchone()
-            if (int(row[0]) if row else 0) != expected_head:
-                raise ChainConflict("the chain head moved")
-            self._conn.executemany(
-                f"INSERT INTO {CHAIN_TABLE} VALUES (?, ?, ?, ?, ?)",
-                [
-                    (
-                        link.notification_id,
-                        link.originator_id,
-                        link.originator_version,
-                        link.event_digest,
-                        link.chain_hash,
-                    )
-                    for link in links
-                ],
-            )
+            super().check_exists()
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"{self.path} is not a SQLite event store: {exc}") from exc
+
+    @contextmanager
+    def _chain_write(self) -> Iterator[None]:
+        self._execute("BEGIN IMMEDIATE")
+        try:
+            yield
         except BaseException:
-            self._conn.execute("ROLLBACK")
+            self._execute("ROLLBACK")
             raise
-        self._conn.execute("COMMIT")
+        self._execute("COMMIT")
 
-    def iter_links(self, *, upto: int | None = None, batch: int = 2000) -> Iterator[ChainLink]:
-        if not self.has_chain():
-            return
-        query = (
-            "SELECT notification_id, originator_id, originator_version, event_digest, "
-            f"chain_hash FROM {CHAIN_TABLE}"
-        )
-        params: list[Any] = []
-        if upto is not None:
-            query += " WHERE notification_id <= ?"
-            params.append(upto)
-        query += " ORDER BY notification_id"
-        for nid, oid, version, digest, chain_hash in self._stream(query, params, batch):
-            yield ChainLink(int(nid), oid, int(version), bytes(digest), bytes(chain_hash))
+    def _originator_match(self, originator_id: str) -> tuple[str, Any]:
+        try:
+            return "originator_id", UUID(originator_id).hex  # stored as the hex digits
+        except ValueError:
+            return "originator_id", originator_id
 
-    def add_checkpoint(self, checkpoint: Checkpoint) -> None:
-        self._conn.execute(
-            f"INSERT INTO {CHECKPOINT_TABLE} VALUES (?, ?, ?, ?)",
-            (
-                checkpoint.position,
-                checkpoint.events,
-                checkpoint.head_hash,
-                checkpoint.created_at.isoformat(),
-            ),
-        )
+    def _timestamp_param(self, value: datetime) -> Any:
+        return value.isoformat()
 
-    def checkpoints(self) -> list[Checkpoint]:
-        if not self._table_exists(CHECKPOINT_TABLE):
-            return []
-        rows = self._conn.execute(
-            f"SELECT position, events, head_hash, created_at FROM {CHECKPOINT_TABLE} "
-            "ORDER BY position, created_at"
-        ).fetchall()
-        return [
-            Checkpoint(self.app, int(p), int(n), h, datetime.fromisoformat(c))
-            for p, n, h, c in rows
-        ]
+    def _timestamp_value(self, stored: Any) -> datetime:
+        return datetime.fromisoformat(stored)
 
     def close(self) -> None:
         self._conn.close()
