@@ -181,11 +181,35 @@ def seat_purchase_invoice(event: SeatsIncreased, event_id: UUID) -> InvoiceDraft
         unrounded_amount=proration.unrounded,
         amount=amount,
     )
+    return _draft(
+        "seat_purchase",
+        str(event_id),
+        event,
+        event_id,
+        line,
+        quote_id=quote_id,
+        quote_deviation=deviation,
+    )
+
+
+def _draft(
+    kind: InvoiceKind,
+    identity: str,
+    event: SeatsIncreased | PeriodRenewed,
+    event_id: UUID,
+    line: InvoiceLine,
+    *,
+    quote_id: UUID | None = None,
+    quote_deviation: Decimal | None = None,
+) -> InvoiceDraft:
+    """The invoice of one line caused by ``event``; ``identity`` makes its id (one invoice
+    per purchase event, one per renewed period)."""
+    terms = event.terms
     lines = (line,)
     net, tax = _totals(lines, terms)
     return InvoiceDraft(
-        invoice_id=invoice_id_for("seat_purchase", str(event_id)),
-        kind="seat_purchase",
+        invoice_id=invoice_id_for(kind, identity),
+        kind=kind,
         cloud_id=event.cloud_id,
         time_zone=terms.time_zone,
         customer=_customer(terms),
@@ -195,10 +219,10 @@ def seat_purchase_invoice(event: SeatsIncreased, event_id: UUID) -> InvoiceDraft
         net=net,
         tax=tax,
         gross=net + tax,
-        caused_by=CausingEvent(event_id=event_id, event_type=SeatsIncreased.event_type()),
+        caused_by=CausingEvent(event_id=event_id, event_type=type(event).event_type()),
         event_time=event.occurred_at,
         quote_id=quote_id,
-        quote_deviation=deviation,
+        quote_deviation=quote_deviation,
     )
 
 
@@ -231,24 +255,8 @@ def renewal_invoice(event: PeriodRenewed, event_id: UUID) -> InvoiceDraft:
         unrounded_amount=Decimal(event.seats) * terms.seat_price,
         amount=amount,
     )
-    lines = (line,)
-    net, tax = _totals(lines, terms)
-    return InvoiceDraft(
-        # One invoice per renewed period of a cloud, whatever event announced it.
-        invoice_id=invoice_id_for("renewal", f"{event.cloud_id}:{period.start.isoformat()}"),
-        kind="renewal",
-        cloud_id=event.cloud_id,
-        time_zone=terms.time_zone,
-        customer=_customer(terms),
-        currency=terms.currency,
-        tax_rate=terms.tax_rate,
-        lines=lines,
-        net=net,
-        tax=tax,
-        gross=net + tax,
-        caused_by=CausingEvent(event_id=event_id, event_type=PeriodRenewed.event_type()),
-        event_time=event.occurred_at,
-    )
+    # One invoice per renewed period of a cloud, whatever event announced it.
+    return _draft("renewal", f"{event.cloud_id}:{period.start.isoformat()}", event, event_id, line)
 
 
 def generate_invoice(event: LedgerEvent, event_id: UUID) -> InvoiceDraft | None:
