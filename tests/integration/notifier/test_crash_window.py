@@ -25,7 +25,7 @@ from seatledger.metrics import new_registry
 from seatledger.tracking import Position
 from services.notifier.bootstrap import build_notifier
 from tests.integration.notifier.smtp import RecordingHandler, SmtpServer
-from tests.unit.notifier.invoices import make_invoice
+from tests.samples import make_invoice
 
 pytestmark = pytest.mark.integration
 

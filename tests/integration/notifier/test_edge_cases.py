@@ -13,7 +13,7 @@ from schemas.notifications import EmailFailed, EmailSent
 from seatledger.tracking import Position
 from services.notifier.contract import to_cloud_event
 from services.notifier.sender import Outcome
-from tests.unit.notifier.invoices import make_invoice
+from tests.samples import make_invoice
 
 pytestmark = pytest.mark.integration
 

@@ -20,7 +20,7 @@ from services.invoicer.contract import to_cloud_event as invoicer_to_cloud_event
 from services.invoicer.domain import CausingEvent, Customer, InvoiceDraft, InvoiceLine
 from services.notifier.bootstrap import build_notifier
 from services.notifier.sender import Outcome
-from tests.unit.notifier.invoices import make_invoice
+from tests.samples import make_invoice
 
 pytestmark = pytest.mark.integration
 

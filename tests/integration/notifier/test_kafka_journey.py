@@ -14,7 +14,7 @@ from schemas.notifications import EmailSent
 from schemas.registry import parse_cloud_event
 from seatledger.kafka import consumer_config, producer_config
 from services.notifier.sender import Outcome
-from tests.unit.notifier.invoices import make_invoice
+from tests.samples import make_invoice
 
 pytestmark = pytest.mark.integration
 

@@ -28,7 +28,7 @@ from seatledger.kafka import (
     producer_config,
 )
 from tests.integration.notifier.smtp import free_port
-from tests.unit.notifier.invoices import make_invoice
+from tests.samples import make_invoice
 
 pytestmark = pytest.mark.integration
 

@@ -20,7 +20,7 @@ from seatledger.rendering import render_invoice_pdf
 from services.notifier.message import MessageBuilder, Templates
 from services.notifier.transport import PermanentFailure, SmtpTransport, TemporaryFailure
 from tests.integration.notifier.smtp import RecordingHandler, SmtpServer, free_port
-from tests.unit.notifier.invoices import make_invoice
+from tests.samples import make_invoice
 
 pytestmark = pytest.mark.integration
 

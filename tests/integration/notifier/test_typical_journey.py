@@ -12,7 +12,7 @@ from pypdf import PdfReader
 from schemas.envelope import CloudEvent
 from seatledger.runtime import Supervisor
 from seatledger.tracking import Position
-from tests.unit.notifier.invoices import make_invoice
+from tests.samples import make_invoice
 
 pytestmark = pytest.mark.integration
 

@@ -3,51 +3,28 @@
 from __future__ import annotations
 
 import io
-from datetime import UTC, date, datetime
 from decimal import Decimal
 from uuid import UUID
 
 import pytest
 from pypdf import PdfReader
 
-from schemas.invoices import CausingEvent, Customer, InvoiceIssued, InvoiceLine
-from schemas.ledger import BillingPeriodRange
+from schemas.invoices import CausingEvent, InvoiceIssued
 from seatledger.rendering import format_money, render_invoice_pdf
+from tests.samples import make_invoice
 
 
 def _invoice(
     locale: str = "de", currency: str = "EUR", name: str = "Müller & Söhne GmbH"
 ) -> InvoiceIssued:
-    return InvoiceIssued(
+    """The shared sample purchase, with fixed ids (the renderer's output is compared byte for
+    byte)."""
+    return make_invoice(
+        locale=locale,
+        name=name,
         invoice_id=UUID("00000000-0000-4000-8000-000000000001"),
-        invoice_number="SL-2026-000042",
         cloud_id=UUID("00000000-0000-4000-8000-0000000000c1"),
-        kind="seat_purchase",
-        issue_date=date(2026, 11, 28),
-        issued_at=datetime(2026, 11, 28, 12, 0, tzinfo=UTC),
-        time_zone="Europe/Berlin",
-        customer=Customer(
-            name=name, owner_id="owner-1", billing_email="ap@example.com", locale=locale
-        ),
         currency=currency,
-        tax_rate=Decimal("19"),
-        lines=[
-            InvoiceLine(
-                kind="seat_purchase",
-                description="3 additional seats",
-                quantity=3,
-                unit_price=Decimal("1234.50"),
-                period=BillingPeriodRange(start=date(2026, 11, 1), end=date(2026, 12, 1)),
-                charge_date=date(2026, 11, 28),
-                remaining_days=3,
-                period_days=30,
-                unrounded_amount=Decimal("370.35"),
-                amount=Decimal("370.35"),
-            )
-        ],
-        net=Decimal("370.35"),
-        tax=Decimal("70.37"),
-        gross=Decimal("440.72"),
         caused_by=CausingEvent(
             event_id=UUID("00000000-0000-4000-8000-0000000000e1"),
             event_type="seatledger.ledger.SeatsIncreased.v1",

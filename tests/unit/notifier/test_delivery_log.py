@@ -26,7 +26,8 @@ from services.notifier.bootstrap import Notifier, build_notifier
 from services.notifier.contract import to_cloud_event
 from services.notifier.domain import RetryPolicy, delivery_id_for
 from services.notifier.sender import Outcome
-from tests.unit.notifier.invoices import ManualClock, make_invoice
+from tests.samples import make_invoice
+from tests.unit.notifier.invoices import ManualClock
 
 TOPIC = "seatledger.invoices.v1"
 

@@ -19,7 +19,7 @@ from services.notifier.message import (
     Templates,
     validate,
 )
-from tests.unit.notifier.invoices import make_invoice
+from tests.samples import make_invoice
 
 NOW = datetime(2026, 11, 28, 12, 0, 7, tzinfo=UTC)
 INVOICE_ID = UUID("00000000-0000-4000-8000-000000000042")
