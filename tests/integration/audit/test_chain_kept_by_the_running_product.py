@@ -5,8 +5,6 @@ recorded."""
 from __future__ import annotations
 
 import time
-from datetime import date
-from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -17,7 +15,8 @@ from seatledger.config import load_settings
 from seatledger.embedded import build_embedded
 from seatledger.persistence import application_env
 from services.ledger.application import OpenCloud
-from services.ledger.domain import Actor, ContractTerms
+from services.ledger.domain import Actor
+from tests.unit.ledger.builders import terms as contract_terms
 
 pytestmark = pytest.mark.integration
 
@@ -60,18 +59,7 @@ def test_the_running_product_chains_what_it_stores_and_the_audit_passes(
     product.start()
     try:
         service = product.ledger.service
-        terms = ContractTerms(
-            name="Acme GmbH",
-            owner_id="owner-1",
-            billing_email="billing@acme.example",
-            currency="EUR",
-            seat_price=Decimal("31.00"),
-            billing_period="monthly",
-            term_start=date(2026, 1, 31),
-            time_zone="Europe/Berlin",
-            tax_rate=Decimal("19"),
-            locale="de",
-        )
+        terms = contract_terms()
         cloud, _ = service.wait(
             service.submit_open(
                 OpenCloud(None, terms, 3, ("admin", "employee")), Actor("user", "a")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -16,7 +15,6 @@ from services.ledger.domain import (
     Actor,
     ChargeDateOutsidePeriod,
     Cloud,
-    ContractTerms,
     HonouredQuote,
     InvalidBillingEmail,
     InvalidContract,
@@ -28,6 +26,7 @@ from services.ledger.domain import (
     UnknownRightsGroup,
     UnlicensedRightsGroup,
 )
+from tests.unit.ledger.builders import terms
 
 OWNER = Actor("user", "owner-1")
 
@@ -38,22 +37,6 @@ def drain(cloud: Cloud) -> list[Any]:
 
 
 T0 = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
-
-
-def terms(**changes) -> ContractTerms:
-    base = ContractTerms(
-        name="Acme GmbH",
-        owner_id="owner-1",
-        billing_email="billing@acme.example",
-        currency="EUR",
-        seat_price=Decimal("31.00"),
-        billing_period="monthly",
-        term_start=date(2026, 1, 31),
-        time_zone="Europe/Berlin",
-        tax_rate=Decimal("19"),
-        locale="de",
-    )
-    return replace(base, **changes)
 
 
 def open_cloud(seats: int = 3, at: datetime = T0, **term_changes) -> Cloud:

@@ -10,7 +10,8 @@ from typing import Any
 from schemas import ledger as contract
 from schemas.envelope import dataschema_uri
 from services.ledger.contract import SOURCE, event_id, to_cloud_event
-from services.ledger.domain import Actor, Cloud, ContractTerms, HonouredQuote
+from services.ledger.domain import Actor, Cloud, HonouredQuote
+from tests.unit.ledger.builders import terms
 
 OWNER = Actor("user", "owner-1")
 
@@ -26,17 +27,8 @@ T0 = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
 def a_cloud_with_every_event() -> tuple[Cloud, list]:
     cloud = Cloud.open(
         cloud_id=uuid.uuid4(),
-        terms=ContractTerms(
-            name="Acme",
-            owner_id="owner-1",
-            billing_email="billing@acme.example",
-            currency="EUR",
-            seat_price=Decimal("10.00"),
-            billing_period="monthly",
-            term_start=date(2026, 1, 1),
-            time_zone="Europe/Berlin",
-            tax_rate=Decimal("19"),
-            locale="en",
+        terms=terms(
+            name="Acme", seat_price=Decimal("10.00"), term_start=date(2026, 1, 1), locale="en"
         ),
         seats=2,
         actor=OWNER,

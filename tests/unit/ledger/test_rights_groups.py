@@ -16,12 +16,12 @@ from services.ledger.contract import to_contract
 from services.ledger.domain import (
     Actor,
     Cloud,
-    ContractTerms,
     LicensedRightsGroup,
     LicenseNotHeld,
     NoFreeSeat,
     UnknownRightsGroup,
 )
+from tests.unit.ledger.builders import terms
 
 ADMIN_SVC = Actor("user", "user-admin-service")
 T0 = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
@@ -30,17 +30,8 @@ T0 = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
 def a_cloud(seats: int = 2, groups: tuple[str, ...] = ("admin", "employee")) -> Cloud:
     cloud = Cloud.open(
         cloud_id=uuid.uuid4(),
-        terms=ContractTerms(
-            name="Acme",
-            owner_id="owner-1",
-            billing_email="billing@acme.example",
-            currency="EUR",
-            seat_price=Decimal("10.00"),
-            billing_period="monthly",
-            term_start=date(2026, 1, 1),
-            time_zone="Europe/Berlin",
-            tax_rate=Decimal("19"),
-            locale="en",
+        terms=terms(
+            name="Acme", seat_price=Decimal("10.00"), term_start=date(2026, 1, 1), locale="en"
         ),
         seats=seats,
         licensed_rights_groups=groups,
