@@ -29,6 +29,15 @@ from seatledger.persistence import DatabaseUrlError, application_env
 CHAINED_APPS = ("ledger", "invoicer", "notifier")
 
 
+def _add_app_choice(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--app",
+        choices=[*CHAINED_APPS, "all"],
+        default="all",
+        help="one store, or all (default; a store that does not exist is skipped)",
+    )
+
+
 def register(subparsers: Any) -> None:
     audit = subparsers.add_parser(
         "audit",
@@ -57,12 +66,7 @@ def register(subparsers: Any) -> None:
         "recompute each store's hash chain; name the first event changed, removed or inserted "
         "after the fact, and check the chain against its checkpoints",
     )
-    verify.add_argument(
-        "--app",
-        choices=[*CHAINED_APPS, "all"],
-        default="all",
-        help="one store, or all (default; a store that does not exist is skipped)",
-    )
+    _add_app_choice(verify)
     verify.add_argument(
         "--checkpoints",
         type=Path,
@@ -76,12 +80,7 @@ def register(subparsers: Any) -> None:
         "extend each store's hash chain to its last event and record a checkpoint (printed as "
         "JSON, appended to --checkpoint-file)",
     )
-    seal.add_argument(
-        "--app",
-        choices=[*CHAINED_APPS, "all"],
-        default="all",
-        help="one store, or all (default; a store that does not exist is skipped)",
-    )
+    _add_app_choice(seal)
     seal.add_argument("--checkpoint-file", type=Path, help="append the checkpoints to this file")
     seal.set_defaults(handler=run_seal)
 
