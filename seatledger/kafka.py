@@ -67,6 +67,15 @@ class TopicSpec:
     retention_ms: int = -1
 
 
+def with_dead_letters(topics: Iterable[str], partitions: int, retention_ms: int) -> list[TopicSpec]:
+    """The specs of ``topics`` and of each one's dead-letter topic."""
+    specs = []
+    for topic in topics:
+        specs.append(TopicSpec(topic, partitions, retention_ms))
+        specs.append(TopicSpec(dead_letter_topic(topic), partitions, retention_ms))
+    return specs
+
+
 def ensure_topics(
     bootstrap_servers: str, specs: Iterable[TopicSpec], timeout_s: float = 30.0
 ) -> dict[str, str]:

@@ -12,7 +12,7 @@ from typing import Any
 
 from seatledger.cli import CommandError
 from seatledger.config import load_settings
-from seatledger.kafka import PRODUCT_TOPICS, TopicSpec, dead_letter_topic, ensure_topics
+from seatledger.kafka import PRODUCT_TOPICS, ensure_topics, with_dead_letters
 
 
 def register(subparsers: Any) -> None:
@@ -40,11 +40,7 @@ def run_ensure(args: argparse.Namespace) -> int:
     )
     if retention < -1 or retention == 0:
         raise CommandError("--retention-ms must be positive, or -1 to keep events forever")
-    specs = []
-    for contract_topic in PRODUCT_TOPICS:
-        topic = settings.topic(contract_topic)
-        specs.append(TopicSpec(topic, partitions, retention))
-        specs.append(TopicSpec(dead_letter_topic(topic), partitions, retention))
+    specs = with_dead_letters(map(settings.topic, PRODUCT_TOPICS), partitions, retention)
     try:
         outcome = ensure_topics(settings.kafka_bootstrap_servers, specs)
     except Exception as exc:

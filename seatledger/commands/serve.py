@@ -149,10 +149,9 @@ def _run(service: str, settings: Settings) -> int:
         INVOICES_TOPIC,
         LEDGER_TOPIC,
         NOTIFICATIONS_TOPIC,
-        TopicSpec,
-        dead_letter_topic,
         ensure_topics,
         producer_config,
+        with_dead_letters,
     )
     from seatledger.metrics import new_registry
     from seatledger.runtime import Supervisor
@@ -161,17 +160,16 @@ def _run(service: str, settings: Settings) -> int:
     assert settings.kafka_bootstrap_servers is not None
     registry = new_registry(service)
     supervisor = Supervisor(registry=registry)
-    partitions = settings.kafka_topic_partitions
-    retention = settings.kafka_topic_retention_ms
     topics = {
         "ledger": [LEDGER_TOPIC],
         "invoicer": [LEDGER_TOPIC, INVOICES_TOPIC],
         "notifier": [INVOICES_TOPIC, NOTIFICATIONS_TOPIC],
     }[service]
-    specs = []
-    for topic in topics:
-        specs.append(TopicSpec(settings.topic(topic), partitions, retention))
-        specs.append(TopicSpec(dead_letter_topic(settings.topic(topic)), partitions, retention))
+    specs = with_dead_letters(
+        map(settings.topic, topics),
+        settings.kafka_topic_partitions,
+        settings.kafka_topic_retention_ms,
+    )
     try:
         ensure_topics(settings.kafka_bootstrap_servers, specs)
     except Exception as exc:
