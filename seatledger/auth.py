@@ -5,8 +5,13 @@
 - ``iss``, ``aud``, ``exp`` and ``sub`` are required and checked.
 - HS256 uses ``settings.jwt_secret`` (development and tests). RS256/ES256 keys come from a JWKS
   file (``jwt_jwks_file``) or URL (``jwt_jwks_url``), chosen by the token's ``kid``.
-- Step-up: ``amr`` contains ``pwd`` and ``auth_time`` lies within ``max_age`` seconds; else
-  401 with ``WWW-Authenticate: Bearer error="insufficient_user_authentication"``.
+- Claims have their registered types, else the token is refused (401): ``sub`` a non-empty
+  string, ``scope`` a space-separated string (or a list of strings), ``amr`` a list of strings,
+  ``exp`` and ``auth_time`` finite numbers in the range of real instants (no booleans, strings,
+  ``Infinity``, ``NaN`` or ``1e400``).
+- Step-up: ``amr`` contains ``pwd`` and ``auth_time`` lies within ``max_age`` seconds and not
+  in the future (beyond ``LEEWAY_S`` of clock skew); else 401 with
+  ``WWW-Authenticate: Bearer error="insufficient_user_authentication"``.
 - The default development secret is refused unless the settings describe the embedded
   default (SQLite, no Kafka).
 """
@@ -14,6 +19,7 @@
 from __future__ import annotations
 
 import json
+import math
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -32,6 +38,8 @@ KNOWN_SCOPES = (SCOPE_ADMIN, SCOPE_LICENSES, SCOPE_AUDIT)
 _SYMMETRIC = frozenset({"HS256", "HS384", "HS512"})
 _ASYMMETRIC = frozenset({"RS256", "RS384", "RS512", "PS256", "ES256", "ES384", "EdDSA"})
 LEEWAY_S = 5
+#: The largest instant a numeric date claim may name (year 9999); larger ones are refused.
+MAX_NUMERIC_DATE = 253_402_300_799
 
 
 class AuthError(Exception):
@@ -139,7 +147,7 @@ class Authenticator:
     def _verify(self, token: str) -> tuple[Principal, float]:
         try:
             header = jwt.get_unverified_header(token)
-        except jwt.PyJWTError as exc:
+        except (jwt.PyJWTError, ValueError, TypeError, RecursionError) as exc:
             raise AuthError("the token is malformed") from exc
         alg = header.get("alg")
         if not isinstance(alg, str) or alg not in self.algorithms:
@@ -163,22 +171,9 @@ class Authenticator:
             raise AuthError("the token's issuer is not trusted") from exc
         except jwt.MissingRequiredClaimError as exc:
             raise AuthError(f"the token lacks the claim {exc.claim!r}") from exc
-        except jwt.PyJWTError as exc:
+        except (jwt.PyJWTError, ValueError, TypeError, OverflowError, RecursionError) as exc:
             raise AuthError("the token is invalid") from exc
-        subject = claims.get("sub")
-        if not isinstance(subject, str) or not subject:
-            raise AuthError("the token's subject is empty")
-        scope = claims.get("scope", "")
-        scopes = scope.split() if isinstance(scope, str) else list(scope or [])
-        amr = claims.get("amr") or []
-        auth_time = claims.get("auth_time")
-        principal = Principal(
-            subject=subject,
-            scopes=frozenset(str(s) for s in scopes),
-            amr=tuple(str(m) for m in amr) if isinstance(amr, list) else (),
-            auth_time=int(auth_time) if isinstance(auth_time, (int, float)) else None,
-        )
-        return principal, float(claims["exp"])
+        return _principal_of(claims)
 
     def verify_header(self, authorization: str | None) -> Principal:
         """The principal of an ``Authorization: Bearer ...`` header value."""
@@ -204,13 +199,62 @@ class Authenticator:
                 "this action needs a recent password authentication",
                 error="insufficient_user_authentication",
             )
-        if principal.auth_time is None or (
-            self.clock() - principal.auth_time > self.step_up_max_age_s
-        ):
+        now = self.clock()
+        if principal.auth_time is not None and principal.auth_time > now + LEEWAY_S:
+            raise AuthError(
+                "the token's authentication time lies in the future",
+                error="insufficient_user_authentication",
+            )
+        if principal.auth_time is None or now - principal.auth_time > self.step_up_max_age_s:
             raise AuthError(
                 f"the last authentication is older than {self.step_up_max_age_s} seconds",
                 error="insufficient_user_authentication",
             )
+
+
+def _numeric_date(claims: dict[str, Any], name: str) -> float | None:
+    """A NumericDate claim (RFC 7519): a finite number of seconds, no boolean; else 401."""
+    if name not in claims:
+        return None
+    value = claims[name]
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise AuthError(f"the token's claim {name!r} is not a number")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise AuthError(f"the token's claim {name!r} is not a finite number")
+    if not 0 <= value <= MAX_NUMERIC_DATE:
+        raise AuthError(f"the token's claim {name!r} is out of range")
+    return float(value)
+
+
+def _strings(claims: dict[str, Any], name: str, *, space_separated: bool) -> list[str]:
+    """A claim that is a list of strings (or, when ``space_separated``, one string of
+    space-separated values); absent: empty; any other type: 401."""
+    value = claims.get(name)
+    if value is None:
+        return []
+    if space_separated and isinstance(value, str):
+        return value.split()
+    if isinstance(value, list) and all(isinstance(item, str) for item in value):
+        return list(value)
+    raise AuthError(f"the token's claim {name!r} has the wrong type")
+
+
+def _principal_of(claims: dict[str, Any]) -> tuple[Principal, float]:
+    """The principal of verified claims; claims of the wrong type are refused (401)."""
+    subject = claims.get("sub")
+    if not isinstance(subject, str) or not subject:
+        raise AuthError("the token's subject is empty or not a string")
+    expires = _numeric_date(claims, "exp")
+    if expires is None:
+        raise AuthError("the token lacks the claim 'exp'")
+    auth_time = _numeric_date(claims, "auth_time")
+    principal = Principal(
+        subject=subject,
+        scopes=frozenset(_strings(claims, "scope", space_separated=True)),
+        amr=tuple(_strings(claims, "amr", space_separated=False)),
+        auth_time=None if auth_time is None else int(auth_time),
+    )
+    return principal, expires
 
 
 def check_settings(settings: Settings) -> None:
