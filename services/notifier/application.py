@@ -97,6 +97,14 @@ class NotifierApplication(TrackedApplication):
             return None
         return delivery
 
+    def renew_lease(
+        self, delivery: Delivery, attempt: int, now: datetime, lease: timedelta
+    ) -> bool:
+        """Extend the lease of ``attempt``, in progress; False when another sender changed the
+        delivery since it was loaded (the attempt was taken over: the lease is lost)."""
+        delivery.renew_lease(attempt, now, lease)
+        return self._save_if_current(delivery)
+
     def record_sent(self, delivery: Delivery, now: datetime, message_id: str) -> bool:
         delivery.mark_sent(now, message_id)
         return self._save_if_current(delivery)

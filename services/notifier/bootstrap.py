@@ -39,7 +39,7 @@ from services.notifier.contract import to_cloud_event
 from services.notifier.domain import RetryPolicy
 from services.notifier.message import MessageBuilder, PdfRenderer, Templates
 from services.notifier.metrics import NotifierMetrics
-from services.notifier.sender import Clock, DeliveryQueue, Sender, SenderLoop
+from services.notifier.sender import DEFAULT_LEASE, Clock, DeliveryQueue, Sender, SenderLoop
 from services.notifier.transport import OutboxTransport, SmtpTransport, Transport
 
 log = get_logger("seatledger.notifier")
@@ -255,9 +255,9 @@ def build_notifier(
         transport=transport or transport_from(settings),
         clock=clock,
         retry_policy=retry_policy or RetryPolicy(),
-        # The lease outlives any SMTP attempt: connect, EHLO, STARTTLS, AUTH, MAIL, RCPT and
-        # DATA each wait at most smtp_timeout_s.
-        lease=lease or timedelta(seconds=max(60.0, 8 * settings.smtp_timeout_s)),
+        # Short, and renewed while an attempt is in progress (however long the SMTP server
+        # takes): a dead sender's attempt is due again soon after its last renewal.
+        lease=lease or DEFAULT_LEASE,
         rng=rng or random.Random(),  # noqa: S311 (jitter, not cryptography)
         observer=metrics,
         workers=workers,

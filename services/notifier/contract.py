@@ -2,7 +2,8 @@
 
 Only the two final events of a delivery leave the service: ``Sent`` becomes ``EmailSent``,
 ``Failed`` becomes ``EmailFailed`` (both on ``seatledger.notifications.v1``, keyed by the cloud
-id). ``Requested``, ``AttemptStarted`` and ``AttemptFailed`` are internal and map to None.
+id). ``Requested``, ``AttemptStarted``, ``LeaseRenewed`` and ``AttemptFailed`` are internal and
+map to None.
 """
 
 from __future__ import annotations

@@ -5,14 +5,17 @@ redelivered ``InvoiceIssued`` finds the delivery that already exists instead of 
 second one. Its life::
 
     Requested --AttemptStarted--> (SMTP) --Sent-----------> sent (final)
-        ^                               \\--AttemptFailed--> pending again, due after a backoff
+        ^            ^   LeaseRenewed*  \\--AttemptFailed--> pending again, due after a backoff
         |                                \\-Failed---------> failed (final)
-        '------ a lease that expired (the sender crashed) allows a new AttemptStarted
+        '------ a lease that expired (the sender died) allows a new AttemptStarted
 
 ``AttemptStarted`` is a lease: it is saved *before* the SMTP transaction, with optimistic
 concurrency on the aggregate's version, so of several notifier instances exactly one sends a
-given attempt. If the sender dies between the SMTP server's acceptance and the save of
-``Sent``, the lease expires and the message is sent again, with the same ``Message-ID``.
+given attempt. The lease is short; the sender that holds it saves ``LeaseRenewed`` (same
+optimistic concurrency) while its attempt is still in progress, so a live sender's attempt is
+never taken over, and a dead sender's attempt is due again soon after its last renewal. If the
+sender dies between the SMTP server's acceptance and the save of ``Sent``, the lease expires
+and the message is sent again, with the same ``Message-ID``.
 
 Pure domain: no I/O, no clock, no randomness (the caller passes times and jitter in).
 """
@@ -48,6 +51,10 @@ class AlreadyFinished(DeliveryError):
 
 class NotDue(DeliveryError):
     """The delivery is leased by an attempt in flight or waits for its backoff."""
+
+
+class AttemptOver(DeliveryError):
+    """The attempt whose lease was to be renewed is no longer the one in flight."""
 
 
 class Delivery(Aggregate):
@@ -98,6 +105,11 @@ class Delivery(Aggregate):
     def is_due(self, now: datetime) -> bool:
         return not self.finished and self.due_at() <= now
 
+    def in_attempt(self, attempt: int) -> bool:
+        """Whether attempt number ``attempt`` is still in flight: started, and no outcome nor
+        later attempt recorded since."""
+        return not self.finished and self.attempts == attempt and self.lease_until is not None
+
     # -- commands ---------------------------------------------------------------------------
 
     def start_attempt(self, now: datetime, lease: timedelta) -> None:
@@ -111,6 +123,18 @@ class Delivery(Aggregate):
     @event("AttemptStarted")
     def _attempt_started(self, attempt: int, started_at: datetime, lease_until: datetime) -> None:
         self.attempts = attempt
+        self.lease_until = lease_until
+
+    def renew_lease(self, attempt: int, now: datetime, lease: timedelta) -> None:
+        """Extend the lease of attempt ``attempt``, still in progress, to ``now + lease``."""
+        if self.finished:
+            raise AlreadyFinished(f"delivery {self.id} is {self.state}")
+        if not self.in_attempt(attempt):
+            raise AttemptOver(f"delivery {self.id} is not in attempt {attempt}")
+        self._lease_renewed(attempt=attempt, renewed_at=now, lease_until=now + lease)
+
+    @event("LeaseRenewed")
+    def _lease_renewed(self, attempt: int, renewed_at: datetime, lease_until: datetime) -> None:
         self.lease_until = lease_until
 
     def attempt_failed(self, now: datetime, reason: str, detail: str, retry_at: datetime) -> None:
@@ -193,8 +217,8 @@ class Delivery(Aggregate):
 
 
 def delivery_event_name(domain_event: object) -> str | None:
-    """``"Requested"``, ``"AttemptStarted"``, ``"AttemptFailed"``, ``"Sent"`` or ``"Failed"``
-    for an event of a :class:`Delivery`; None for anything else."""
+    """``"Requested"``, ``"AttemptStarted"``, ``"LeaseRenewed"``, ``"AttemptFailed"``, ``"Sent"``
+    or ``"Failed"`` for an event of a :class:`Delivery`; None for anything else."""
     qualname = type(domain_event).__qualname__
     owner, _, name = qualname.rpartition(".")
     return name if owner == Delivery.__qualname__ else None

@@ -1,25 +1,30 @@
 """The sender: works the queue of unsent deliveries, one SMTP attempt per due delivery.
 
 The queue is not a second source of truth: it is a projection of the notifier's own
-notification log (every ``Requested``, ``AttemptStarted``, ``AttemptFailed``, ``Sent``,
-``Failed``), rebuilt from the store on start and kept current by reading the log's tail. Every
-notifier instance sharing one store sees every unsent delivery; the lease taken by
+notification log (every ``Requested``, ``AttemptStarted``, ``LeaseRenewed``, ``AttemptFailed``,
+``Sent``, ``Failed``), rebuilt from the store on start and kept current by reading the log's
+tail. Every notifier instance sharing one store sees every unsent delivery; the lease taken by
 ``AttemptStarted`` (optimistic concurrency on the delivery) lets exactly one of them send each
 attempt.
 
 Order of one attempt, and what a crash at each step does:
 
-1. ``AttemptStarted`` is saved (the lease). A crash before this: nothing happened; the
-   delivery is still due and is sent once.
-2. The message is rendered and handed to the SMTP server.
+1. ``AttemptStarted`` is saved (the lease, :data:`DEFAULT_LEASE` long). A crash before this:
+   nothing happened; the delivery is still due and is sent once.
+2. The message is rendered and handed to the SMTP server. Meanwhile a :class:`LeaseKeeper`
+   renews the lease (``LeaseRenewed``) every fifth of it; a sender that cannot renew aborts
+   the hand-over well before the lease ends (see :class:`LeaseKeeper`), so an attempt is never
+   taken over while its sender still sends.
 3. ``Sent`` (or ``AttemptFailed`` / ``Failed``) is saved.
 
 A crash (or a lost database connection) between the SMTP server's final ``250`` after ``DATA``
 in step 2 and the commit of step 3 is the one window in which a message is sent twice: the
-lease expires (``lease`` after step 1), the delivery is due again, and the same message is
-sent again, with the same ``Message-ID`` (derived from the invoice id), so a receiving system
-that keeps Message-IDs drops it. Only deliveries whose attempt was in flight at the crash are
-affected; with ``workers = 1`` that is at most one message.
+lease expires (at most ``lease`` after its last renewal, so a restarted or another instance
+resumes the delivery within ``lease`` plus one poll interval), the delivery is due again, and
+the same message is sent again, with the same ``Message-ID`` (derived from the invoice id), so
+a receiving system that keeps Message-IDs drops it. Only deliveries whose attempt was in flight
+at the crash are affected; with ``workers = 1`` that is at most one message, with ``workers =
+N`` at most N.
 
 Temporary failures are rescheduled with exponential backoff and jitter; other deliveries keep
 being sent meanwhile (the queue is ordered by due time, and a failing delivery goes back to
@@ -44,13 +49,17 @@ from pydantic import ValidationError
 from schemas.invoices import InvoiceIssued
 from seatledger.logging import get_logger
 from services.notifier.application import NotifierApplication
-from services.notifier.domain import Delivery, RetryPolicy, delivery_event_name
+from services.notifier.domain import Delivery, DeliveryError, RetryPolicy, delivery_event_name
 from services.notifier.message import InvalidMessageInput, MessageBuilder
-from services.notifier.transport import PermanentFailure, TemporaryFailure, Transport
+from services.notifier.transport import LeaseLost, PermanentFailure, TemporaryFailure, Transport
 
 Clock = Callable[[], datetime]
 
 log = get_logger("seatledger.notifier.sender")
+
+#: How long an attempt's lease lasts without renewal: after a sender dies, its attempt in
+#: flight is due again at most this long after the lease's last renewal.
+DEFAULT_LEASE = timedelta(seconds=10)
 
 
 class Outcome(Enum):
@@ -115,7 +124,7 @@ class DeliveryQueue:
         entry = self._entries.get(delivery_id)
         if entry is None:
             return
-        if kind == "AttemptStarted":
+        if kind in ("AttemptStarted", "LeaseRenewed"):
             entry.due_at = domain_event.lease_until
         elif kind == "AttemptFailed":
             entry.due_at = domain_event.retry_at
@@ -151,6 +160,164 @@ class DeliveryQueue:
             return min((entry.issued_at for entry in self._entries.values()), default=None)
 
 
+class LeaseKeeper:
+    """Keeps the lease of one attempt while its message is rendered and handed over; the
+    :class:`~services.notifier.transport.Fence` its transport checks.
+
+    A thread renews the lease every ``lease / 5`` (``LeaseRenewed``, optimistic concurrency on
+    the delivery). The lease is *lost*:
+
+    - at once, when a renewal finds that the delivery changed meanwhile (another sender took
+      the attempt over, or recorded its outcome);
+    - when no renewal succeeded by ``lease_until - 2/5 x lease`` (the store is unreachable):
+      the sender gives up before any other sender may take the attempt over, which leaves a
+      margin of ``2/5 x lease`` (4 s by default) for clock skew between instances and for the
+      abort itself.
+
+    A lost lease aborts the hand-over in progress (the transport's registered abort cuts the
+    SMTP connection), and :meth:`check` refuses to start one (the transport calls it before
+    ``DATA``).
+    """
+
+    def __init__(
+        self, app: NotifierApplication, delivery: Delivery, lease: timedelta, clock: Clock
+    ) -> None:
+        if delivery.lease_until is None:
+            raise ValueError("the delivery is not in an attempt")
+        self.app = app
+        self.delivery = delivery
+        self.attempt = delivery.attempts
+        self.lease = lease
+        self.clock = clock
+        self.renew_every = lease / 5
+        self.margin = lease * 2 / 5
+        self.lease_until: datetime = delivery.lease_until
+        self.renewals = 0
+        self.lost = False
+        #: A renewal failed in the store: whether it was saved is unknown, so the delivery is
+        #: loaded again before the next change.
+        self.uncertain = False
+        self._aborts: list[Callable[[], None]] = []
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # -- the fence ---------------------------------------------------------------------------
+
+    def check(self) -> None:
+        with self._lock:
+            lost, lease_until = self.lost, self.lease_until
+        if lost:
+            raise LeaseLost(f"attempt {self.attempt}: the lease was lost")
+        if self.clock() >= lease_until - self.margin:
+            raise LeaseLost(f"attempt {self.attempt}: the lease could not be renewed in time")
+
+    def on_lost(self, abort: Callable[[], None]) -> Callable[[], None]:
+        with self._lock:
+            lost = self.lost
+            if not lost:
+                self._aborts.append(abort)
+        if lost:
+            abort()
+
+        def unregister() -> None:
+            with self._lock:
+                if abort in self._aborts:
+                    self._aborts.remove(abort)
+
+        return unregister
+
+    # -- renewal -----------------------------------------------------------------------------
+
+    def tick(self) -> None:
+        """One renewal (the keeper's thread calls it every ``lease / 5``)."""
+        if self.lost:
+            return
+        now = self.clock()
+        conflict = False
+        try:
+            if self.uncertain:
+                fresh = self.app.find(self.delivery.id)
+                if fresh is None or not fresh.in_attempt(self.attempt):
+                    conflict = True
+                else:
+                    self.delivery, self.uncertain = fresh, False
+            if not conflict:
+                renewed = self.app.renew_lease(self.delivery, self.attempt, now, self.lease)
+                conflict = not renewed
+                if renewed:
+                    with self._lock:
+                        self.lease_until = now + self.lease
+                    self.renewals += 1
+                    return
+        except DeliveryError:
+            conflict = True
+        except Exception as exc:  # the store is unreachable: try again until the margin
+            self.uncertain = True
+            log.warning(
+                "notifier.lease_renewal_failed",
+                delivery_id=str(self.delivery.id),
+                attempt=self.attempt,
+                error=type(exc).__name__,
+            )
+        if conflict or self.clock() >= self.lease_until - self.margin:
+            self._lose("taken over" if conflict else "not renewed in time")
+
+    def _lose(self, why: str) -> None:
+        with self._lock:
+            if self.lost:
+                return
+            self.lost = True
+            aborts, self._aborts = self._aborts, []
+        log.warning(
+            "notifier.lease_lost", delivery_id=str(self.delivery.id), attempt=self.attempt, why=why
+        )
+        for abort in aborts:
+            abort()
+
+    def _run(self) -> None:
+        while not self.lost:
+            until_margin = (self.lease_until - self.margin - self.clock()).total_seconds()
+            wait = min(self.renew_every.total_seconds(), max(0.0, until_margin))
+            if self._stop.wait(max(wait, 0.01)):
+                return
+            self.tick()
+
+    def start(self) -> LeaseKeeper:
+        self._thread = threading.Thread(
+            target=self._run, name=f"notifier-lease-{self.delivery.id}", daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def finish(self) -> Delivery | None:
+        """Stop renewing; return the delivery to record the attempt's outcome on, or None when
+        the attempt is no longer this sender's to record."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+        if not (self.lost or self.uncertain):
+            return self.delivery
+        try:  # the lease was lost, or its last renewal is unknown: ask the store
+            fresh = self.app.find(self.delivery.id)
+        except Exception:
+            return None
+        if fresh is None or not fresh.in_attempt(self.attempt):
+            return None
+        return fresh
+
+
+@dataclass
+class _Result:
+    """What one attempt came to, before it is recorded."""
+
+    outcome: Outcome
+    reason: str | None = None
+    detail: str = ""
+    message_id: str | None = None
+    elapsed: float = 0.0
+
+
 @dataclass
 class Sender:
     """One pass over the due deliveries (:meth:`run_once`); a loop runs it repeatedly."""
@@ -161,7 +328,7 @@ class Sender:
     transport: Transport
     clock: Clock
     retry_policy: RetryPolicy = field(default_factory=RetryPolicy)
-    lease: timedelta = timedelta(minutes=2)
+    lease: timedelta = DEFAULT_LEASE
     rng: random.Random = field(default_factory=random.Random)
     observer: SenderObserver = field(default_factory=_NoObserver)
     workers: int = 4
@@ -195,41 +362,81 @@ class Sender:
 
     def process(self, delivery_id: UUID) -> Outcome:
         """Claim, send and record one delivery."""
-        delivery = self.app.claim(delivery_id, self.clock(), self.lease)
-        if delivery is None:
+        claimed = self.app.claim(delivery_id, self.clock(), self.lease)
+        if claimed is None:
             return Outcome.SKIPPED
         bound = log.bind(
-            delivery_id=str(delivery.id),
-            invoice_number=delivery.invoice_number,
-            cloud_id=str(delivery.cloud_id),
-            attempt=delivery.attempts,
+            delivery_id=str(claimed.id),
+            invoice_number=claimed.invoice_number,
+            cloud_id=str(claimed.cloud_id),
+            attempt=claimed.attempts,
         )
+        keeper = LeaseKeeper(self.app, claimed, self.lease, self.clock).start()
+        try:
+            result = self._attempt(claimed, keeper, bound)
+        finally:
+            delivery = keeper.finish()
+        if keeper.lost and result.outcome is Outcome.RETRY:
+            result.reason, result.detail = "lease_lost", f"{result.reason}: {result.detail}"
+        if delivery is None:
+            # Another sender took the attempt over, or the store cannot be reached: the
+            # outcome is not this sender's to record (a message handed over is the crash
+            # window's one repeat).
+            bound.warning(
+                "notifier.outcome_not_recorded",
+                outcome=result.outcome.value,
+                reason=result.reason,
+                lease_lost=keeper.lost,
+            )
+            return Outcome.SKIPPED
+        if result.outcome is Outcome.SENT:
+            assert result.message_id is not None
+            if not self.app.record_sent(delivery, self.clock(), result.message_id):
+                bound.warning("notifier.sent_not_recorded", reason="delivery changed meanwhile")
+            bound.info(
+                "notifier.email_sent",
+                message_id=result.message_id,
+                seconds=round(result.elapsed, 4),
+                lease_renewals=keeper.renewals,
+            )
+            self.observer.attempt_finished("sent", None, result.elapsed)
+            return Outcome.SENT
+        if result.outcome is Outcome.RETRY:
+            return self._retry(
+                delivery, result.reason or "unknown", result.detail, bound, result.elapsed
+            )
+        return self._failed(
+            delivery,
+            result.reason or "unknown",
+            result.detail,
+            result.message_id,
+            bound,
+            result.elapsed,
+        )
+
+    def _attempt(self, delivery: Delivery, keeper: LeaseKeeper, bound: Any) -> _Result:
+        """Render and hand over the message (nothing is recorded here)."""
         message_id = self.builder.message_id(delivery.invoice_id)
         try:
             invoice = InvoiceIssued.model_validate(delivery.invoice)
             message = self.builder.build(invoice, self.clock())
         except InvalidMessageInput as exc:
-            return self._failed(delivery, exc.reason, str(exc), None, bound, 0.0)
+            return _Result(Outcome.FAILED, exc.reason, str(exc))
         except ValidationError as exc:
-            return self._failed(delivery, "invalid_invoice", str(exc)[:300], None, bound, 0.0)
+            return _Result(Outcome.FAILED, "invalid_invoice", str(exc)[:300])
         except Exception as exc:  # the renderer failed: retried, an operator sees it in logs
             bound.exception("notifier.render_failed")
-            return self._retry(delivery, "render_error", type(exc).__name__, bound, 0.0)
+            return _Result(Outcome.RETRY, "render_error", type(exc).__name__)
         started = time.perf_counter()
         try:
-            self.transport.send(message)
+            self.transport.send(message, keeper)
         except TemporaryFailure as exc:
             elapsed = time.perf_counter() - started
-            return self._retry(delivery, exc.reason, exc.detail, bound, elapsed)
+            return _Result(Outcome.RETRY, exc.reason, exc.detail, None, elapsed)
         except PermanentFailure as exc:
             elapsed = time.perf_counter() - started
-            return self._failed(delivery, exc.reason, exc.detail, message_id, bound, elapsed)
-        elapsed = time.perf_counter() - started
-        if not self.app.record_sent(delivery, self.clock(), message_id):
-            bound.warning("notifier.sent_not_recorded", reason="delivery changed meanwhile")
-        bound.info("notifier.email_sent", message_id=message_id, seconds=round(elapsed, 4))
-        self.observer.attempt_finished("sent", None, elapsed)
-        return Outcome.SENT
+            return _Result(Outcome.FAILED, exc.reason, exc.detail, message_id, elapsed)
+        return _Result(Outcome.SENT, None, "", message_id, time.perf_counter() - started)
 
     def _retry(
         self, delivery: Delivery, reason: str, detail: str, bound: Any, elapsed: float

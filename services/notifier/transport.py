@@ -7,19 +7,27 @@ A transport either returns (the message was accepted) or raises one of two error
   fixed without touching the invoice). The delivery is retried with backoff.
 - :class:`PermanentFailure`: a 5xx reply (e.g. ``550 mailbox unavailable``) or an address the
   server refuses as invalid. The delivery is recorded as failed and never retried.
+
+A transport is given the attempt's :class:`Fence` (its lease): it checks the fence before it
+hands the message over (before ``DATA``, before the outbox file's rename), and aborts the
+connection in progress the moment the fence says the lease is lost, so a sender that can no
+longer keep its lease never goes on sending what another sender may take over.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import smtplib
+import socket
 import ssl
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 
 class TransportFailure(Exception):
@@ -40,9 +48,38 @@ class PermanentFailure(TransportFailure):
     """Never retry."""
 
 
+class LeaseLost(TemporaryFailure):
+    """The attempt's lease is lost: the message was not handed over (or the hand-over was cut
+    off), and the delivery may be taken over by another sender."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__("lease_lost", detail)
+
+
+class Fence(Protocol):
+    """The lease of the attempt a message belongs to, as a transport sees it."""
+
+    def check(self) -> None:
+        """Raise :class:`LeaseLost` unless the lease is held safely long enough to hand the
+        message over."""
+
+    def on_lost(self, abort: Callable[[], None]) -> Callable[[], None]:
+        """Call ``abort`` (from another thread) when the lease is lost, at once if it is lost
+        already; return the function that unregisters it."""
+
+
 class Transport(Protocol):
-    def send(self, message: EmailMessage) -> None:
+    def send(self, message: EmailMessage, fence: Fence | None = None) -> None:
         """Hand ``message`` over, or raise :class:`TransportFailure`."""
+
+
+def _shutdown(client: smtplib.SMTP) -> None:
+    """Cut the connection under a blocked send (from another thread)."""
+    sock: Any = getattr(client, "sock", None)
+    if sock is None:
+        return
+    with contextlib.suppress(OSError):
+        sock.shutdown(socket.SHUT_RDWR)
 
 
 _ADDRESS = re.compile(r"[^\s<>()\[\],;:\"@]+@[^\s<>()\[\],;:\"]+")
@@ -95,9 +132,9 @@ class SmtpTransport:
     def _context(self) -> ssl.SSLContext:
         return self.ssl_context or ssl.create_default_context()
 
-    def send(self, message: EmailMessage) -> None:
+    def send(self, message: EmailMessage, fence: Fence | None = None) -> None:
         try:
-            self._send(message)
+            self._send(message, fence)
         except TransportFailure:
             raise
         except smtplib.SMTPRecipientsRefused as exc:
@@ -134,7 +171,9 @@ class SmtpTransport:
         except smtplib.SMTPException as exc:
             raise TemporaryFailure("smtp_error", f"{type(exc).__name__}: {exc}"[:300]) from exc
 
-    def _send(self, message: EmailMessage) -> None:
+    def _send(self, message: EmailMessage, fence: Fence | None) -> None:
+        if fence is not None:
+            fence.check()
         client: smtplib.SMTP
         if self.security == "tls":
             client = smtplib.SMTP_SSL(
@@ -148,6 +187,22 @@ class SmtpTransport:
             client = smtplib.SMTP(
                 self.host, self.port, local_hostname=self.local_hostname, timeout=self.timeout_s
             )
+        unregister: Callable[[], None] = lambda: None  # noqa: E731
+        if fence is not None:
+            unregister = fence.on_lost(lambda: _shutdown(client))
+            handed_over = client.data
+
+            def fenced_data(msg: Any) -> tuple[int, bytes]:
+                fence.check()  # the last moment before the server may take the message
+                return handed_over(msg)
+
+            client.data = fenced_data  # type: ignore[method-assign]
+        try:
+            self._transaction(client, message)
+        finally:
+            unregister()
+
+    def _transaction(self, client: smtplib.SMTP, message: EmailMessage) -> None:
         with client:
             client.ehlo()
             if self.security == "starttls":
@@ -179,7 +234,7 @@ class OutboxTransport:
             raise PermanentFailure("no_message_id", "a message without Message-ID")
         return self.folder / f"{safe}.eml"
 
-    def send(self, message: EmailMessage) -> None:
+    def send(self, message: EmailMessage, fence: Fence | None = None) -> None:
         target = self.path_for(message)
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
@@ -189,6 +244,8 @@ class OutboxTransport:
                     out.write(message.as_bytes())
                     out.flush()
                     os.fsync(out.fileno())
+                if fence is not None:
+                    fence.check()
                 os.replace(temporary, target)
             except BaseException:
                 Path(temporary).unlink(missing_ok=True)
