@@ -13,9 +13,18 @@ The contract with a handler::
 - It receives only messages that met the contract (a parsed envelope and its validated model).
 - It raises :class:`PoisonMessage` for a message that can never be processed: the message goes
   to the dead-letter topic and the consumer moves on.
-- Any other exception is transient (the database is down, a concurrency conflict): the same
-  message is handed again after a backoff, for as long as it takes, while its partition is
-  paused (the other partitions go on). It is never skipped and never dead-lettered.
+- An infrastructure outage (:func:`is_outage`: the database or the broker does not answer, a
+  connection pool times out, a concurrency conflict) is retried after a backoff for as long
+  as it takes, while the message's partition is paused (the other partitions go on). An outage
+  never dead-letters a message: nothing acknowledged is ever lost.
+- Any other exception (a bug, a value the domain cannot compute with) is retried too, but at
+  most :attr:`RetryPolicy.max_attempts` times in all; then the message is dead-lettered with
+  the reason ``attempts_exhausted`` and the last error in its headers, its position is
+  recorded, and the consumer moves on. One bad message never stops the others.
+- A message that has been failing for longer than :attr:`RetryPolicy.stuck_after_s` makes the
+  consumer *stuck*: ``seatledger_consumer_stuck{consumer=...}`` is 1 and
+  :meth:`ConsumerMetrics.healthy` (wired into ``/readyz`` as ``consumer:<name>``) is False,
+  until the message is processed or dead-lettered.
 - A message it does not care about still has its position recorded (``save_tracked(position)``
   with no aggregates), so the stored position never lags behind.
 
@@ -30,12 +39,14 @@ this assignment is a duplicate and is skipped.
 from __future__ import annotations
 
 import contextlib
+import sqlite3
 import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import psycopg
 import structlog
 from confluent_kafka import (
     OFFSET_BEGINNING,
@@ -46,6 +57,8 @@ from confluent_kafka import (
     Producer,
     TopicPartition,
 )
+from eventsourcing.persistence import DataError as PersistenceDataError
+from eventsourcing.persistence import PersistenceError
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from schemas._base import EventData
@@ -61,17 +74,20 @@ from schemas.envelope import (
 from schemas.registry import ContractViolation, parse_cloud_event
 from seatledger.kafka import consumer_config, dead_letter_topic, producer_config
 from seatledger.metrics import PerRegistry
-from seatledger.tracking import Position
+from seatledger.tracking import ConcurrencyConflict, Position
 
 __all__ = [
+    "ATTEMPTS_EXHAUSTED_REASON",
     "ConsumerMetrics",
     "DeadLetter",
+    "DeadLetterUnavailable",
     "Handler",
     "PoisonMessage",
     "PositionReader",
     "RetryPolicy",
     "SkipRecorder",
     "TrackedConsumer",
+    "is_outage",
 ]
 
 #: Processes one contract event and records its position (see the module documentation).
@@ -87,24 +103,94 @@ _log = structlog.get_logger("seatledger.consumer")
 
 #: The reason of a message its handler refused with :class:`PoisonMessage`.
 POISON_REASON = "poison"
+#: The reason of a message that failed :attr:`RetryPolicy.max_attempts` times (not an outage).
+ATTEMPTS_EXHAUSTED_REASON = "attempts_exhausted"
 
 
 class PoisonMessage(Exception):
     """Raised by a handler for a message that can never be processed (it goes to the
-    dead-letter topic). Everything else a handler raises is retried."""
+    dead-letter topic at once). Everything else a handler raises is retried (see
+    :func:`is_outage` for how often)."""
+
+
+class DeadLetterUnavailable(ConnectionError):
+    """The dead-letter destination did not acknowledge a message (an outage: retried)."""
+
+
+#: Failures that say the infrastructure does not answer (or is contended), not the message.
+_OUTAGES: tuple[type[BaseException], ...] = (
+    OSError,  # sockets, timeouts, connection refused (ConnectionError, TimeoutError)
+    KafkaException,
+    PersistenceError,  # eventsourcing's OperationalError, InterfaceError, IntegrityError, ...
+    psycopg.Error,  # OperationalError, InterfaceError, psycopg_pool.PoolTimeout, ...
+    sqlite3.Error,  # "database is locked", "unable to open database file", ...
+    ConcurrencyConflict,
+)
+#: Database errors about the value itself: the same message fails the same way every time.
+_DETERMINISTIC: tuple[type[BaseException], ...] = (
+    PersistenceDataError,
+    psycopg.DataError,
+    sqlite3.DataError,
+)
+
+
+def is_outage(exc: BaseException) -> bool:
+    """True when ``exc`` (or an exception it was raised from) says the database or the broker
+    is unreachable or contended: such failures are retried without bound and never
+    dead-letter a message. Anything else is a failure of the message (a bug, a value the
+    domain cannot compute with) and is retried a bounded number of times."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, _OUTAGES) and not isinstance(current, _DETERMINISTIC):
+            return True
+        current = current.__cause__
+    return False
 
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    """Exponential backoff of transient failures: ``initial_s``, doubled up to ``max_s``."""
+    """How failures are retried: exponential backoff (``initial_s``, times ``factor``, up to
+    ``max_s``); a message failing for another reason than an outage is dead-lettered after
+    ``max_attempts`` attempts; a message failing for longer than ``stuck_after_s`` makes the
+    consumer stuck (readiness fails)."""
 
     initial_s: float = 0.1
     max_s: float = 5.0
     factor: float = 2.0
+    max_attempts: int = 5
+    stuck_after_s: float = 60.0
+
+    def __post_init__(self) -> None:
+        if self.max_attempts < 1:
+            raise ValueError("max_attempts is at least 1")
 
     def delay(self, failures: int) -> float:
         """The pause after the ``failures``-th consecutive failure (1-based)."""
         return float(min(self.max_s, self.initial_s * self.factor ** max(0, failures - 1)))
+
+
+class FailureCount:
+    """The failures of one message so far: outages (unbounded) and others (bounded)."""
+
+    def __init__(self) -> None:
+        self.failures = 0
+        self.attempts = 0
+        self.since = time.monotonic()
+        self.last_error = ""
+
+    def add(self, exc: BaseException) -> bool:
+        """Count a failure; True when it is an outage (retried without bound)."""
+        self.failures += 1
+        self.last_error = repr(exc)
+        if is_outage(exc):
+            return True
+        self.attempts += 1
+        return False
+
+    def exhausted(self, policy: RetryPolicy) -> bool:
+        return self.attempts >= policy.max_attempts
 
 
 DEFAULT_RETRY = RetryPolicy()
@@ -123,9 +209,19 @@ class DeadLetter:
 
 class ConsumerMetrics(PerRegistry):
     """The consumers' metrics, built once per registry (shared by every consumer and follower
-    of a process; the ``consumer`` label names each)."""
+    of a process; the ``consumer`` label names each), and whether each consumer is stuck."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
+        self._failing_lock = threading.Lock()
+        #: Per consumer: since when (monotonic) its oldest failing message fails, and the
+        #: threshold after which that makes it stuck.
+        self._failing: dict[str, tuple[float, float]] = {}
+        self.stuck = Gauge(
+            "seatledger_consumer_stuck",
+            "1 while a consumer's message has been failing for longer than its threshold",
+            ["consumer"],
+            registry=registry,
+        )
         self.position = Gauge(
             "seatledger_consumer_position",
             "Last processed offset (Kafka) or notification id (notification log) per source",
@@ -158,6 +254,26 @@ class ConsumerMetrics(PerRegistry):
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
         )
 
+    def failing(self, consumer: str, since: float | None, stuck_after_s: float) -> None:
+        """Report that ``consumer``'s oldest failing message fails since ``since`` (monotonic
+        seconds); None: nothing fails."""
+        with self._failing_lock:
+            if since is None:
+                self._failing.pop(consumer, None)
+            else:
+                self._failing[consumer] = (since, stuck_after_s)
+        self.stuck.labels(consumer).set_function(lambda: 0.0 if self.healthy(consumer) else 1.0)
+
+    def healthy(self, consumer: str) -> bool:
+        """False while ``consumer`` is stuck: a message of it has been failing for longer than
+        its threshold (a readiness check)."""
+        with self._failing_lock:
+            failing = self._failing.get(consumer)
+        if failing is None:
+            return True
+        since, stuck_after_s = failing
+        return time.monotonic() - since <= stuck_after_s
+
 
 def sleep_unless_stopped(stop: threading.Event | None, seconds: float) -> None:
     if stop is None:
@@ -172,7 +288,7 @@ class _Held:
 
     msg: Message
     position: Position
-    failures: int
+    count: FailureCount
     due: float
 
 
@@ -294,6 +410,7 @@ class TrackedConsumer:
         for tp in partitions:
             self._next.pop((tp.topic, tp.partition), None)
             self._held.pop((tp.topic, tp.partition), None)
+        self._report_failing()
         if self._cooperative:
             consumer.incremental_unassign(partitions)
         else:
@@ -360,16 +477,34 @@ class TrackedConsumer:
         try:
             outcome = self._deliver(msg, position)
         except Exception as exc:
-            self._hold(key, _Held(msg, position, failures=0, due=0.0), exc)
-            return False
+            held = _Held(msg, position, FailureCount(), due=0.0)
+            if not self._failed(key, held, exc):
+                return False
+            outcome = "dead_lettered"
         self._done(key, position, outcome)
         return True
 
-    def _hold(self, key: tuple[str, int], held: _Held, exc: Exception) -> None:
-        """A transient failure: keep the message, pause its partition (the others go on) and
-        try again after a backoff. It is never skipped and never dead-lettered."""
-        held.failures += 1
-        delay = self._retry.delay(held.failures)
+    def _failed(self, key: tuple[str, int], held: _Held, exc: Exception) -> bool:
+        """A failed attempt. An outage, or a failure with attempts left: keep the message,
+        pause its partition (the others go on) and try again after a backoff; False. A
+        failure that exhausted its attempts: dead-letter the message; True (then the caller
+        moves on)."""
+        outage = held.count.add(exc)
+        if not outage and held.count.exhausted(self._retry):
+            try:
+                self._dead_letter(
+                    held.msg,
+                    held.position,
+                    ATTEMPTS_EXHAUSTED_REASON,
+                    f"{held.count.attempts} attempts failed, the last with {held.count.last_error}",
+                )
+            except Exception as dead_letter_error:
+                # The broker or the database does not answer: an outage, retried as such.
+                held.count.add(DeadLetterUnavailable(repr(dead_letter_error)))
+            else:
+                self._report_failing()
+                return True
+        delay = self._retry.delay(held.count.failures)
         held.due = time.monotonic() + delay
         self._metrics.transient_errors.labels(self.name).inc()
         _log.warning(
@@ -377,7 +512,9 @@ class TrackedConsumer:
             consumer=self.name,
             source=held.position.source,
             offset=held.position.offset,
-            attempt=held.failures,
+            attempt=held.count.failures,
+            outage=outage,
+            attempts_left=None if outage else self._retry.max_attempts - held.count.attempts,
             error=repr(exc),
             retry_in_s=delay,
         )
@@ -387,14 +524,27 @@ class TrackedConsumer:
                 self._consumer.pause([TopicPartition(key[0], key[1])])
             except KafkaException as exc2:
                 _log.info("pause failed", consumer=self.name, error=str(exc2))
+        self._report_failing()
+        return False
+
+    def _report_failing(self) -> None:
+        since = min((held.count.since for held in self._held.values()), default=None)
+        self._metrics.failing(self.name, since, self._retry.stuck_after_s)
+
+    @property
+    def stuck(self) -> bool:
+        """True while a message has been failing for longer than the policy's threshold."""
+        return not self._metrics.healthy(self.name)
 
     def _retry_held(self, key: tuple[str, int], held: _Held) -> bool:
         try:
             outcome = self._deliver(held.msg, held.position)
         except Exception as exc:
-            self._hold(key, held, exc)
-            return False
-        del self._held[key]
+            if not self._failed(key, held, exc):
+                return False
+            outcome = "dead_lettered"
+        self._held.pop(key, None)
+        self._report_failing()
         self._done(key, held.position, outcome)
         # What was fetched after the held message was dropped: fetch it again.
         tp = TopicPartition(key[0], key[1], held.position.offset + 1)
@@ -473,7 +623,7 @@ class TrackedConsumer:
         )
         self._producer.flush(self._dead_letter_timeout_s)
         if not delivered or delivered[0] is not None:
-            raise RuntimeError(f"dead-letter to {target} not acknowledged: {delivered}")
+            raise DeadLetterUnavailable(f"dead-letter to {target} not acknowledged: {delivered}")
         self._dead_lettered.add((topic, partition, offset))
         self._metrics.dead_lettered.labels(self.name, reason).inc()
         _log.error(
@@ -499,6 +649,8 @@ class TrackedConsumer:
         if self._closed:
             return
         self._closed = True
+        self._held.clear()
+        self._report_failing()
         try:
             self._consumer.close()
         finally:

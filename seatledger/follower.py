@@ -17,14 +17,27 @@ position is ``Position(upstream_name, notification_id)``.
   :class:`~seatledger.consumer.PoisonMessage`, goes to the ``dead_letters`` sink (default: an
   error log line and the dead-letter metric; there is no dead-letter topic without a broker)
   and its position is recorded through ``on_skipped``.
-- Anything else the mapper or handler raises is transient: retried with backoff, never skipped.
+- What the mapper or the handler raises otherwise follows the consumer's rule
+  (:mod:`seatledger.consumer`): an infrastructure outage (:func:`~seatledger.consumer.is_outage`)
+  is retried with backoff for as long as it takes and never skips anything; any other failure
+  is retried at most :attr:`~seatledger.consumer.RetryPolicy.max_attempts` times, then the
+  notification goes to the ``dead_letters`` sink with the reason ``attempts_exhausted`` (its
+  stored event as the value, since it may not map to a contract event at all) and the follower
+  moves on. A notification failing for longer than ``stuck_after_s`` makes the follower stuck
+  (``seatledger_consumer_stuck``, readiness check ``consumer:<name>``).
+- :class:`JsonLinesDeadLetters` is a sink that keeps each dead letter as one JSON line in a
+  file (the embedded default writes ``<data_dir>/dead-letters/<consumer>.jsonl``).
 """
 
 from __future__ import annotations
 
+import base64
+import json
 import threading
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import structlog
@@ -34,10 +47,12 @@ from prometheus_client import CollectorRegistry
 from schemas.envelope import CloudEvent
 from schemas.registry import ContractViolation, check_cloud_event
 from seatledger.consumer import (
+    ATTEMPTS_EXHAUSTED_REASON,
     DEFAULT_RETRY,
     POISON_REASON,
     ConsumerMetrics,
     DeadLetter,
+    FailureCount,
     Handler,
     PoisonMessage,
     PositionReader,
@@ -47,7 +62,7 @@ from seatledger.consumer import (
 )
 from seatledger.tracking import Position
 
-__all__ = ["DeadLetterSink", "Mapper", "NotificationLogFollower"]
+__all__ = ["DeadLetterSink", "JsonLinesDeadLetters", "Mapper", "NotificationLogFollower"]
 
 #: Maps an upstream domain event to its contract event, or None when it is not published.
 Mapper = Callable[[Any], "CloudEvent | None"]
@@ -55,6 +70,48 @@ Mapper = Callable[[Any], "CloudEvent | None"]
 DeadLetterSink = Callable[[DeadLetter], object]
 
 _log = structlog.get_logger("seatledger.follower")
+
+
+class JsonLinesDeadLetters:
+    """A dead-letter sink appending one JSON object per dead letter to ``path``: reason, error,
+    source, position, when, and the key and value (UTF-8 text when they are, else base64)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._lock = threading.Lock()
+
+    def __call__(self, letter: DeadLetter) -> None:
+        record = {
+            "reason": letter.reason,
+            "error": letter.error,
+            "source": letter.position.source,
+            "position": letter.position.offset,
+            "dead_lettered_at": datetime.now(UTC).isoformat(),
+            **_encoded("key", letter.key),
+            **_encoded("value", letter.value),
+        }
+        line = json.dumps(record, ensure_ascii=True, sort_keys=True) + "\n"
+        with self._lock:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with self.path.open("a", encoding="ascii") as file:
+                file.write(line)
+                file.flush()
+
+    def read(self) -> list[dict[str, Any]]:
+        """Every dead letter recorded so far (oldest first)."""
+        if not self.path.exists():
+            return []
+        lines = self.path.read_text(encoding="ascii").splitlines()
+        return [json.loads(line) for line in lines if line.strip()]
+
+
+def _encoded(name: str, raw: bytes | None) -> dict[str, str | None]:
+    if raw is None:
+        return {name: None}
+    try:
+        return {name: raw.decode("utf-8")}
+    except UnicodeDecodeError:
+        return {f"{name}_base64": base64.b64encode(raw).decode("ascii")}
 
 
 class NotificationLogFollower:
@@ -94,6 +151,8 @@ class NotificationLogFollower:
         self._position: int | None = None
         self._loaded = False
         self._failures = 0
+        #: The failures of the notification that fails now (None: nothing fails).
+        self._failing: tuple[int, FailureCount] | None = None
         self._stop: threading.Event | None = None
 
     @property
@@ -140,11 +199,13 @@ class NotificationLogFollower:
             try:
                 outcome = self._deliver(notification, position)
             except Exception as exc:
-                self._transient(exc, position)
-                # Re-read the stored position: the handler may or may not have recorded it.
-                self._loaded = False
-                return handled
+                if not self._failed(exc, notification, position):
+                    # Re-read the stored position: the handler may or may not have recorded it.
+                    self._loaded = False
+                    return handled
+                outcome = "dead_lettered"
             self._failures = 0
+            self._recovered()
             self._position = notification.id
             self._metrics.messages.labels(self.name, outcome).inc()
             self._metrics.position.labels(self.name, self.upstream_name).set(notification.id)
@@ -184,23 +245,60 @@ class NotificationLogFollower:
             key=cloud_event.subject.encode(),
             value=cloud_event.to_json_bytes(),
         )
+        self._send_dead_letter(letter, event_id=cloud_event.id)
+
+    def _send_dead_letter(self, letter: DeadLetter, *, event_id: str | None) -> None:
         if self._dead_letters is not None:
             self._dead_letters(letter)
         _log.error(
             "event dead-lettered",
             consumer=self.name,
-            reason=reason,
-            error=error[:500],
-            source=position.source,
-            notification_id=position.offset,
-            event_id=cloud_event.id,
+            reason=letter.reason,
+            error=letter.error[:500],
+            source=letter.position.source,
+            notification_id=letter.position.offset,
+            event_id=event_id,
         )
-        self._metrics.dead_lettered.labels(self.name, reason).inc()
-        self._record_skipped(position)
+        self._metrics.dead_lettered.labels(self.name, letter.reason).inc()
+        self._record_skipped(letter.position)
 
     def _record_skipped(self, position: Position) -> None:
         if self._on_skipped is not None:
             self._on_skipped(position)
+
+    @property
+    def stuck(self) -> bool:
+        """True while a notification has been failing for longer than the policy's threshold."""
+        return not self._metrics.healthy(self.name)
+
+    def _failed(self, exc: Exception, notification: Any, position: Position) -> bool:
+        """A failed notification: True when it exhausted its attempts and was dead-lettered
+        (the follower moves on), False when it is retried after a backoff."""
+        if self._failing is None or self._failing[0] != notification.id:
+            self._failing = (notification.id, FailureCount())
+            self._metrics.failing(self.name, self._failing[1].since, self._retry.stuck_after_s)
+        count = self._failing[1]
+        if not count.add(exc) and count.exhausted(self._retry):
+            letter = DeadLetter(
+                reason=ATTEMPTS_EXHAUSTED_REASON,
+                error=f"{count.attempts} attempts failed, the last with {count.last_error}",
+                position=position,
+                key=None,
+                value=bytes(notification.state),
+            )
+            try:
+                self._send_dead_letter(letter, event_id=None)
+            except Exception as dead_letter_error:
+                self._transient(dead_letter_error, position)
+                return False
+            return True
+        self._transient(exc, position)
+        return False
+
+    def _recovered(self) -> None:
+        if self._failing is not None:
+            self._failing = None
+            self._metrics.failing(self.name, None, self._retry.stuck_after_s)
 
     def _transient(self, exc: Exception, position: Position | None) -> None:
         self._failures += 1

@@ -63,8 +63,9 @@ class IssueResult:
     attempts: int = 1
 
 
-class RetriesExhaustedError(Exception):
-    """Too many concurrency conflicts in a row; the message stays unprocessed."""
+class RetriesExhaustedError(ConcurrencyConflict):
+    """Too many concurrency conflicts in a row; the message stays unprocessed (contention, so
+    the consumer retries it without bound and never dead-letters it)."""
 
 
 class InvoicerApplication(TrackedApplication):

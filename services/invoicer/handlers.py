@@ -8,7 +8,12 @@ The tracked consumer (Kafka) and the notification-log follower (embedded) both c
 - every other ledger event advances the position only;
 - an event that contradicts its own terms (or is not a ledger event) raises
   :class:`~seatledger.consumer.PoisonMessage`: it is dead-lettered and nothing is recorded but
-  the position.
+  the position;
+- so does an event whose invoice cannot be computed at all: the generator is a pure function
+  of the event, so a period beyond the calendar (``OverflowError``, ``ValueError``,
+  :class:`~seatledger.billing.PeriodError`) or an amount decimal arithmetic refuses
+  (``ArithmeticError``, e.g. ``decimal.InvalidOperation``) fails the same way on every attempt:
+  it is dead-lettered at once instead of holding up the events behind it.
 """
 
 from __future__ import annotations
@@ -120,6 +125,12 @@ class LedgerEventHandler:
             return generate_invoice(data, event_id)
         except InvalidBillingEventError as exc:
             raise PoisonMessage(str(exc)) from exc
+        except (ArithmeticError, ValueError) as exc:
+            # OverflowError, decimal.InvalidOperation, PeriodError, "year 10000 is out of
+            # range": deterministic, the same event fails the same way every time.
+            raise PoisonMessage(
+                f"the invoice of {cloud_event.type} cannot be computed: {type(exc).__name__}: {exc}"
+            ) from exc
 
     def _outcome(self, outcome: str) -> None:
         if self.metrics is not None:
