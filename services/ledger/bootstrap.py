@@ -104,7 +104,7 @@ def build_ledger(
         licensed_rights_groups=settings.licensed_rights_groups,
     )
     auth = authenticator or Authenticator(settings)
-    scheduler = RenewalScheduler(service, interval_s=scheduler_interval_s)
+    scheduler = RenewalScheduler(service, interval_s=scheduler_interval_s, observer=observer)
 
     def store_reachable() -> bool:
         try:

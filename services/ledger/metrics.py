@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 
 class PrometheusLedgerObserver:
-    """Implements :class:`services.ledger.application.LedgerObserver`."""
+    """Implements :class:`services.ledger.application.LedgerObserver` and
+    :class:`services.ledger.scheduler.RenewalObserver`."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
         self.commands = Counter(
@@ -41,6 +42,18 @@ class PrometheusLedgerObserver:
             registry=registry,
             buckets=(1, 2, 5, 10, 20, 50, 100, 200),
         )
+        self.renewal_failures = Counter(
+            "seatledger_ledger_renewal_failures_total",
+            "Clouds whose renewal failed in a scheduler tick (the cloud is parked, the tick "
+            "goes on), by stage (check: loading and reading its period, renew: the command)",
+            ["stage"],
+            registry=registry,
+        )
+        self.parked_clouds = Gauge(
+            "seatledger_ledger_renewals_parked_clouds",
+            "Clouds the renewal scheduler skips for now after a failed renewal",
+            registry=registry,
+        )
 
     def command_finished(self, command: str, outcome: str, seconds: float) -> None:
         self.commands.labels(command, outcome).inc()
@@ -55,3 +68,9 @@ class PrometheusLedgerObserver:
 
     def batch_saved(self, commands: int) -> None:
         self.batch_size.observe(commands)
+
+    def renewal_failed(self, stage: str) -> None:
+        self.renewal_failures.labels(stage).inc()
+
+    def clouds_parked(self, count: int) -> None:
+        self.parked_clouds.set(count)

@@ -6,14 +6,24 @@ records one ``PeriodRenewed`` per missed period (catching up after downtime). Tw
 (or a scheduler and a purchase) racing on one cloud cannot renew a period twice: both append
 the same version, the store's optimistic concurrency refuses the second, whose command is
 reloaded and finds nothing left to renew.
+
+One cloud never stops the others: a cloud whose renewal fails (its period cannot be computed,
+its aggregate does not load, its command is refused) is logged with its id, counted
+(``seatledger_ledger_renewal_failures_total``) and *parked*: it is skipped until its backoff is
+over (``park_initial_s``, doubled on every further failure up to ``park_max_s``), so a cloud
+that can never renew costs one attempt per backoff, not one per tick. The tick goes on with
+the other clouds. A parked cloud that renews again is unparked. The number of parked clouds is
+``seatledger_ledger_renewals_parked_clouds``.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from concurrent.futures import Future
+from dataclasses import dataclass
 from datetime import date, timedelta
-from typing import Any
+from typing import Any, Protocol
 from uuid import UUID
 
 from seatledger.billing import local_date
@@ -21,43 +31,83 @@ from seatledger.logging import get_logger
 from services.ledger.application import LedgerService
 
 
+class RenewalObserver(Protocol):
+    def renewal_failed(self, stage: str) -> None: ...
+
+    def clouds_parked(self, count: int) -> None: ...
+
+
+class _NoObserver:
+    def renewal_failed(self, stage: str) -> None:
+        pass
+
+    def clouds_parked(self, count: int) -> None:
+        pass
+
+
+@dataclass
+class _Parked:
+    """A cloud whose renewal failed: skipped until ``until`` (monotonic seconds)."""
+
+    failures: int
+    until: float
+    error_type: str
+
+
 class RenewalScheduler:
-    def __init__(self, service: LedgerService, *, interval_s: float = 30.0) -> None:
+    def __init__(
+        self,
+        service: LedgerService,
+        *,
+        interval_s: float = 30.0,
+        observer: RenewalObserver | None = None,
+        park_initial_s: float = 60.0,
+        park_max_s: float = 6 * 3600.0,
+    ) -> None:
         self.service = service
         self.interval_s = interval_s
+        self.observer: RenewalObserver = observer or _NoObserver()
+        self.park_initial_s = park_initial_s
+        self.park_max_s = park_max_s
         self._next_due: dict[UUID, tuple[date, str]] = {}
+        self._parked: dict[UUID, _Parked] = {}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.log = get_logger("seatledger.ledger.scheduler")
 
+    @property
+    def parked(self) -> dict[UUID, str]:
+        """The clouds skipped for now after a failed renewal, with their last error's type."""
+        return {cloud_id: parked.error_type for cloud_id, parked in self._parked.items()}
+
     def run_once(self) -> int:
         """Renew every cloud that is due now; returns how many periods were renewed."""
         now = self.service.clock()
+        started = time.monotonic()
         pending: list[tuple[UUID, int, Future[Any]]] = []
         for cloud_id in self.service.index.all():
-            known = self._next_due.get(cloud_id)
-            if known is not None and local_date(now, known[1]) < known[0]:
+            parked = self._parked.get(cloud_id)
+            if parked is not None and parked.until > started:
                 continue
-            cloud = self.service.app.find(cloud_id)
-            if cloud is None:
-                continue
-            if local_date(now, cloud.terms.time_zone) >= cloud.current_period.end:
-                pending.append(
-                    (cloud_id, cloud.period_index, self.service.submit_renewal(cloud_id))
-                )
-            else:
-                self._next_due[cloud_id] = (cloud.current_period.end, cloud.terms.time_zone)
+            try:
+                due = self._due(cloud_id, now)
+                if due is not None:
+                    pending.append((cloud_id, due, self.service.submit_renewal(cloud_id)))
+            except Exception as exc:
+                self._failed(cloud_id, "check", exc)
         renewed = 0
         for cloud_id, index_before, future in pending:
             try:
                 cloud = self.service.wait(future)
+                end, zone = cloud.current_period.end, cloud.terms.time_zone
             except Exception as exc:
-                self.log.warning(
-                    "renewal_failed", cloud_id=str(cloud_id), error_type=type(exc).__name__
-                )
+                self._failed(cloud_id, "renew", exc)
                 continue
             renewed += max(cloud.period_index - index_before, 0)
-            self._next_due[cloud_id] = (cloud.current_period.end, cloud.terms.time_zone)
+            self._next_due[cloud_id] = (end, zone)
+            if self._parked.pop(cloud_id, None) is not None:
+                self.log.info("renewal_resumed", cloud_id=str(cloud_id))
+        self.observer.clouds_parked(len(self._parked))
         if renewed:
             self.log.info("periods_renewed", count=renewed)
         try:
@@ -65,6 +115,37 @@ class RenewalScheduler:
         except Exception as exc:
             self.log.warning("quote_purge_failed", error_type=type(exc).__name__)
         return renewed
+
+    def _due(self, cloud_id: UUID, now: Any) -> int | None:
+        """The period index of a cloud that is due (None: not due, or no such cloud)."""
+        known = self._next_due.get(cloud_id)
+        if known is not None and local_date(now, known[1]) < known[0]:
+            return None
+        cloud = self.service.app.find(cloud_id)
+        if cloud is None:
+            return None
+        if local_date(now, cloud.terms.time_zone) >= cloud.current_period.end:
+            return int(cloud.period_index)
+        self._next_due[cloud_id] = (cloud.current_period.end, cloud.terms.time_zone)
+        return None
+
+    def _failed(self, cloud_id: UUID, stage: str, exc: Exception) -> None:
+        """Park the cloud (longer after each failure) and go on with the others."""
+        previous = self._parked.get(cloud_id)
+        failures = 1 if previous is None else previous.failures + 1
+        backoff = min(self.park_max_s, self.park_initial_s * 2 ** (failures - 1))
+        self._parked[cloud_id] = _Parked(failures, time.monotonic() + backoff, type(exc).__name__)
+        self._next_due.pop(cloud_id, None)
+        self.observer.renewal_failed(stage)
+        self.log.error(
+            "renewal_failed",
+            cloud_id=str(cloud_id),
+            stage=stage,
+            error_type=type(exc).__name__,
+            error=str(exc)[:300],
+            failures=failures,
+            parked_for_s=backoff,
+        )
 
     def _loop(self) -> None:
         while not self._stop.is_set():
