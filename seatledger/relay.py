@@ -14,7 +14,13 @@ every message up to it. So:
   same event ids (consumers dedupe by event id / position);
 - nothing is skipped: a batch whose delivery failed is re-published from the recorded
   position, in order;
-- gaps in notification ids are harmless: the relay asks for ids after its position.
+- gaps in notification ids are harmless: the relay asks for ids after its position;
+- a stored event that cannot be mapped to its contract (its mapping raises something that is
+  not an outage, see :func:`seatledger.consumer.is_outage`) is retried with the batch, at most
+  ``max_mapping_attempts`` times; then it goes to the topic's dead-letter topic (reason
+  ``unpublishable``, the error and the notification id in the headers, the stored event as
+  the value), acknowledged before the position passes it, and the events behind it are
+  published: one bad event never stops the topic.
 
 Throughput comes from batching and pipelining: while the broker acknowledges one batch the
 relay reads and produces the next (at most ``max_in_flight`` batches in flight), and records
@@ -59,6 +65,9 @@ from schemas._base import EventData
 from schemas.envelope import (
     CONTENT_TYPE,
     CONTENT_TYPE_HEADER,
+    DLQ_ERROR_HEADER,
+    DLQ_REASON_HEADER,
+    DLQ_SOURCE_TOPIC_HEADER,
     EVENT_ID_HEADER,
     EVENT_TYPE_HEADER,
     CloudEvent,
@@ -67,6 +76,8 @@ from schemas.envelope import (
     envelope_json,
 )
 from schemas.registry import check_cloud_event, event_models, model_for, parse_cloud_event
+from seatledger.consumer import DeadLetterUnavailable, FailureCount, RetryPolicy, is_outage
+from seatledger.kafka import dead_letter_topic
 from seatledger.metrics import PerRegistry
 
 __all__ = [
@@ -86,6 +97,21 @@ _log = structlog.get_logger("seatledger.relay")
 
 class PublishError(Exception):
     """The broker did not acknowledge a message; the batch is published again."""
+
+
+#: The dead-letter reason of a stored event that cannot be mapped to its contract.
+UNPUBLISHABLE_REASON = "unpublishable"
+#: The header naming the notification id of an unpublishable stored event.
+DLQ_NOTIFICATION_ID_HEADER = "dlq_notification_id"
+
+
+class UnpublishableNotification(Exception):
+    """A stored event whose mapping to its contract event failed (not an outage)."""
+
+    def __init__(self, notification: Notification, error: BaseException) -> None:
+        super().__init__(f"notification {getattr(notification, 'id', '?')}: {error!r}")
+        self.notification = notification
+        self.error = error
 
 
 class RelayMetrics(PerRegistry):
@@ -128,6 +154,13 @@ class RelayMetrics(PerRegistry):
             ["relay"],
             registry=registry,
         )
+        self.dead_lettered = Counter(
+            "seatledger_relay_dead_lettered_total",
+            "Stored events that could not be mapped to their contract and went to the "
+            "dead-letter topic",
+            ["relay"],
+            registry=registry,
+        )
         self.ack_age = Histogram(
             "seatledger_relay_event_age_at_ack_seconds",
             "Time from an event's creation to the broker's acknowledgement",
@@ -148,6 +181,7 @@ class _RelayGauges:
         self.errors = metrics.errors.labels(relay)
         self.publishing = metrics.publishing.labels(relay)
         self.ack_age = metrics.ack_age.labels(relay)
+        self.dead_lettered = metrics.dead_lettered.labels(relay)
 
 
 @dataclass
@@ -178,10 +212,38 @@ _CONTENT_TYPE_PAIR: tuple[str, str | bytes | None] = (CONTENT_TYPE_HEADER, CONTE
 
 
 def map_notifications(
+    domain_mapper: Any,
+    mapper: Mapper,
+    validate: bool,
+    notifications: Sequence[Notification],
+    skip: frozenset[int] = frozenset(),
+) -> tuple[list[Mapped], float | None]:
+    """Turn stored events into messages (skipping those the mapper does not publish, and the
+    ids in ``skip``), and the creation time (epoch s) of the last one published, if known.
+    Raises :class:`UnpublishableNotification` for a stored event that cannot be mapped."""
+    if skip:
+        notifications = [n for n in notifications if n.id not in skip]
+    try:
+        return _map(domain_mapper, mapper, validate, notifications)
+    except UnpublishableNotification:
+        raise
+    except Exception as exc:
+        if is_outage(exc):
+            raise
+        # Find the stored event that fails, one by one (rare: only after a failure).
+        for notification in notifications:
+            try:
+                _map(domain_mapper, mapper, validate, [notification])
+            except Exception as single:
+                if is_outage(single):
+                    raise
+                raise UnpublishableNotification(notification, single) from single
+        raise
+
+
+def _map(
     domain_mapper: Any, mapper: Mapper, validate: bool, notifications: Sequence[Notification]
 ) -> tuple[list[Mapped], float | None]:
-    """Turn stored events into messages (skipping those the mapper does not publish), and the
-    creation time (epoch s) of the last one published, if known."""
     if isinstance(mapper, ContractMapper):
         return _map_parts(domain_mapper, mapper.parts, validate, notifications)
     to_domain_event = domain_mapper.to_domain_event
@@ -281,6 +343,8 @@ class OutboxRelay:
         tracking_recorder: TrackingRecorder | None = None,
         ack_timeout_s: float = 60.0,
         standby_poll_s: float = 2.0,
+        max_mapping_attempts: int = RetryPolicy.max_attempts,
+        dead_letter_topic_of: Callable[[str], str] = dead_letter_topic,
     ) -> None:
         if batch_size < 1 or max_in_flight < 1:
             raise ValueError("batch_size and max_in_flight must be at least 1")
@@ -310,6 +374,12 @@ class OutboxRelay:
         self._leader = threading.Event()
         self._standby_poll_s = standby_poll_s
         self._listens = hasattr(app.recorder, "channel_name") and hasattr(app.recorder, "datastore")
+        self._mapping_policy = RetryPolicy(max_attempts=max_mapping_attempts)
+        self._dead_letter_topic = dead_letter_topic_of(topic)
+        #: Failed mappings per notification id; ids already dead-lettered.
+        self._unmappable: dict[int, FailureCount] = {}
+        self._dead_lettered: set[int] = set()
+        self._dead_letter_producer: Producer | None = None
 
     # -- position ---------------------------------------------------------------------------
 
@@ -366,9 +436,7 @@ class OutboxRelay:
                     if reader is None:
                         reader = ThreadPoolExecutor(1, thread_name_prefix=f"{self.name}-read")
                     ahead = reader.submit(self._read_batch, last_id)
-                mapped, newest_created = map_notifications(
-                    self.app.mapper, self._mapper, self._validate, notifications
-                )
+                mapped, newest_created = self._map_or_dead_letter(notifications)
                 self._produce(last_id, mapped, newest_created)
                 handled += len(notifications)
                 self._settle(block=len(self._in_flight) >= self._max_in_flight)
@@ -384,6 +452,63 @@ class OutboxRelay:
                 reader.shutdown(wait=True, cancel_futures=True)
         self._observe_head()
         return handled
+
+    def _map_or_dead_letter(
+        self, notifications: Sequence[Notification]
+    ) -> tuple[list[Mapped], float | None]:
+        """Map a batch; a stored event that failed to map ``max_mapping_attempts`` times goes
+        to the dead-letter topic instead (see the module documentation)."""
+        while True:
+            try:
+                return map_notifications(
+                    self.app.mapper,
+                    self._mapper,
+                    self._validate,
+                    notifications,
+                    frozenset(self._dead_lettered),
+                )
+            except UnpublishableNotification as exc:
+                notification = exc.notification
+                count = self._unmappable.setdefault(notification.id, FailureCount())
+                count.add(exc.error)
+                if not count.exhausted(self._mapping_policy):
+                    raise
+                self._dead_letter(notification, count)
+
+    def _dead_letter(self, notification: Notification, count: FailureCount) -> None:
+        error = f"{count.attempts} attempts to map it failed, the last with {count.last_error}"
+        headers: list[tuple[str, str | bytes | None]] = [
+            (DLQ_REASON_HEADER, UNPUBLISHABLE_REASON),
+            (DLQ_ERROR_HEADER, error[:2000]),
+            (DLQ_SOURCE_TOPIC_HEADER, self.topic),
+            (DLQ_NOTIFICATION_ID_HEADER, str(notification.id)),
+        ]
+        delivered: list[KafkaError | None] = []
+        if self._dead_letter_producer is None:
+            self._dead_letter_producer = Producer(self._producer_config)
+        self._dead_letter_producer.produce(
+            self._dead_letter_topic,
+            key=str(notification.originator_id).encode(),
+            value=bytes(notification.state),
+            headers=headers,
+            on_delivery=lambda err, _msg: delivered.append(err),
+        )
+        self._dead_letter_producer.flush(self._ack_timeout_s)
+        if not delivered or delivered[0] is not None:
+            raise DeadLetterUnavailable(
+                f"dead-letter to {self._dead_letter_topic} not acknowledged: {delivered}"
+            )
+        self._dead_lettered.add(notification.id)
+        self._unmappable.pop(notification.id, None)
+        self._metrics.dead_lettered.inc()
+        _log.error(
+            "stored event dead-lettered",
+            relay=self.name,
+            reason=UNPUBLISHABLE_REASON,
+            error=error[:500],
+            notification_id=notification.id,
+            dead_letter_topic=self._dead_letter_topic,
+        )
 
     def _read_batch(self, after: int | None) -> Sequence[Notification]:
         """Up to ``batch_size`` notifications with ids above ``after`` (gaps are skipped)."""
@@ -591,6 +716,7 @@ class OutboxRelay:
 
     def close(self) -> None:
         """Wait briefly for what is in flight (its position is recorded next run if not now)."""
+        self._dead_letter_producer = None  # flushed on every dead letter: nothing in flight
         producer, self._producer = self._producer, None
         if producer is not None:
             producer.flush(5)

@@ -12,7 +12,12 @@ import pytest
 from schemas.envelope import CloudEvent
 from schemas.ledger import Actor, LicenseAssigned
 from schemas.registry import UnknownEventType, parse_cloud_event
-from seatledger.relay import ContractMapper, EnvelopeParts, map_notifications
+from seatledger.relay import (
+    ContractMapper,
+    EnvelopeParts,
+    UnpublishableNotification,
+    map_notifications,
+)
 
 CLOUD = "0b7d7c52-5f3a-4a1e-9a57-2f2d8f8f4a10"
 
@@ -93,5 +98,7 @@ def test_an_unknown_event_type_is_never_turned_into_a_message(
 ) -> None:
     parts = _parts(NotAContract)
     mapper = ContractMapper(parts) if contract else _plain(parts)
-    with pytest.raises(UnknownEventType):
+    with pytest.raises(UnpublishableNotification) as raised:
         map_notifications(Identity(), mapper, validate, EVENTS)  # type: ignore[arg-type]
+    assert isinstance(raised.value.error, UnknownEventType)
+    assert raised.value.notification is EVENTS[0]
