@@ -169,10 +169,11 @@ class LeaseKeeper:
 
     - at once, when a renewal finds that the delivery changed meanwhile (another sender took
       the attempt over, or recorded its outcome);
-    - when no renewal succeeded by ``lease_until - 2/5 x lease`` (the store is unreachable):
-      the sender gives up before any other sender may take the attempt over, which leaves a
-      margin of ``2/5 x lease`` (4 s by default) for clock skew between instances and for the
-      abort itself.
+    - when no renewal succeeded by ``lease_until - 2/5 x lease`` (the store is unreachable,
+      or slow to answer): the sender gives up before any other sender may take the attempt
+      over, which leaves a margin of ``2/5 x lease`` (4 s by default) for clock skew between
+      instances and for the abort itself. A watchdog thread of its own keeps this deadline, so
+      a renewal stuck in the store does not delay it.
 
     A lost lease aborts the hand-over in progress (the transport's registered abort cuts the
     SMTP connection), and :meth:`check` refuses to start one (the transport calls it before
@@ -200,7 +201,7 @@ class LeaseKeeper:
         self._aborts: list[Callable[[], None]] = []
         self._lock = threading.Lock()
         self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._threads: list[threading.Thread] = []
 
     # -- the fence ---------------------------------------------------------------------------
 
@@ -275,27 +276,36 @@ class LeaseKeeper:
         for abort in aborts:
             abort()
 
-    def _run(self) -> None:
-        while not self.lost:
-            until_margin = (self.lease_until - self.margin - self.clock()).total_seconds()
-            wait = min(self.renew_every.total_seconds(), max(0.0, until_margin))
-            if self._stop.wait(max(wait, 0.01)):
-                return
+    def _renew(self) -> None:
+        while not self.lost and not self._stop.wait(self.renew_every.total_seconds()):
             self.tick()
 
+    def _watch(self) -> None:
+        while not self.lost:
+            with self._lock:
+                deadline = self.lease_until - self.margin
+            remaining = (deadline - self.clock()).total_seconds()
+            if remaining <= 0:
+                self._lose("not renewed in time")
+                return
+            if self._stop.wait(min(remaining, self.renew_every.total_seconds() / 2)):
+                return
+
     def start(self) -> LeaseKeeper:
-        self._thread = threading.Thread(
-            target=self._run, name=f"notifier-lease-{self.delivery.id}", daemon=True
-        )
-        self._thread.start()
+        for name, target in (("renew", self._renew), ("watch", self._watch)):
+            thread = threading.Thread(
+                target=target, name=f"notifier-lease-{name}-{self.delivery.id}", daemon=True
+            )
+            thread.start()
+            self._threads.append(thread)
         return self
 
     def finish(self) -> Delivery | None:
         """Stop renewing; return the delivery to record the attempt's outcome on, or None when
         the attempt is no longer this sender's to record."""
         self._stop.set()
-        if self._thread is not None:
-            self._thread.join()
+        for thread in self._threads:
+            thread.join()
         if not (self.lost or self.uncertain):
             return self.delivery
         try:  # the lease was lost, or its last renewal is unknown: ask the store
