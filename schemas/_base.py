@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Annotated, Any, ClassVar
@@ -16,6 +17,7 @@ from pydantic import (
 )
 
 _DECIMAL_PATTERN = r"^-?(0|[1-9][0-9]*)(\.[0-9]+)?$"
+_DECIMAL = re.compile(_DECIMAL_PATTERN[:-1] + r"\Z")
 
 
 def _decimal_from_string(value: Any) -> Any:
@@ -27,6 +29,9 @@ def _decimal_from_string(value: Any) -> Any:
     if isinstance(value, int):
         return Decimal(value)
     if isinstance(value, str):
+        if not _DECIMAL.match(value):
+            # The published pattern: ASCII digits, no exponent, sign, spaces or underscores.
+            raise ValueError(f"{value[:40]!r} is not a plain decimal string")
         try:
             parsed = Decimal(value)
         except InvalidOperation as exc:

@@ -4,6 +4,11 @@ Authorization: a cloud's owner (the token's ``sub`` equals the cloud's ``owner_i
 scopes named per route. A caller with no right to a cloud at all gets 404 (the cloud's
 existence is not revealed); a caller who may see it but not change it gets 403. Buying and
 reducing seats need a fresh password authentication (RFC 9470 step-up).
+
+Authorization comes before validation: a request that fails validation (its body, query or
+path) is answered 401/403/404 when its caller has no right to the route or the cloud, and the
+validation problem (422, with the fields) only to a caller who has. Every field follows its
+rule in :mod:`schemas.fields`.
 """
 
 from __future__ import annotations
@@ -14,16 +19,29 @@ import threading
 import weakref
 from collections.abc import Callable
 from concurrent.futures import Future
-from datetime import date, datetime
+from datetime import datetime
 from typing import Annotated, Any, TypeVar
 from uuid import UUID
 
 from fastapi import APIRouter, Query, Request, Response
+from fastapi.concurrency import run_in_threadpool
 from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from fastapi.routing import APIRoute
+from pydantic import BaseModel, ConfigDict, Field
 
-from schemas._base import DecimalString
+from schemas.fields import (
+    BusinessDate,
+    EmailAddress,
+    Identifier,
+    Instant,
+    Money,
+    Name,
+    Percent,
+    RightsGroup,
+    TimeZoneName,
+)
 from seatledger.auth import (
     SCOPE_ADMIN,
     SCOPE_AUDIT,
@@ -34,6 +52,7 @@ from seatledger.auth import (
 )
 from seatledger.billing import BillingPeriod
 from seatledger.http import CurrentPrincipal, Problem, annotate, problem_response
+from seatledger.http.app import get_principal
 from seatledger.http.idempotency import CONCURRENT_MODIFICATION, Rendered, pending_key
 from services.ledger import domain
 from services.ledger.application import (
@@ -57,6 +76,8 @@ _STATUS: dict[type[Exception], tuple[int, str]] = {
     domain.LicenseNotHeld: (404, "License not found"),
     domain.InvalidContract: (422, "Invalid contract"),
     domain.InvalidBillingEmail: (422, "Invalid billing e-mail"),
+    domain.InvalidUserId: (422, "Invalid user id"),
+    domain.UnbillableContract: (409, "Cloud not billable"),
     domain.UnlicensedRightsGroup: (422, "Rights group needs no license"),
     domain.UnknownRightsGroup: (422, "Unknown rights group"),
     domain.LicensedRightsGroup: (422, "Rights group needs a license"),
@@ -207,15 +228,15 @@ class _Body(BaseModel):
 
 class OpenCloudBody(_Body):
     cloud_id: UUID | None = None
-    name: str = Field(min_length=1, max_length=200)
-    owner_id: str = Field(min_length=1, max_length=200)
-    billing_email: str = Field(min_length=3, max_length=254)
+    name: Name
+    owner_id: Identifier
+    billing_email: EmailAddress
     currency: str = Field(pattern=r"^[A-Z]{3}$")
-    seat_price: DecimalString
+    seat_price: Money
     billing_period: BillingPeriod
-    term_start: date
-    time_zone: str = "Europe/Berlin"
-    tax_rate: DecimalString
+    term_start: BusinessDate
+    time_zone: TimeZoneName = "Europe/Berlin"
+    tax_rate: Percent
     locale: str = Field(pattern=r"^(de|en)$")
     seats: int = Field(ge=1, le=1_000_000, strict=True)
 
@@ -225,7 +246,7 @@ class SeatsBody(_Body):
 
 
 class QuoteBody(SeatsBody):
-    effective_date: date | None = None
+    effective_date: BusinessDate | None = None
 
 
 class PurchaseBody(SeatsBody):
@@ -233,22 +254,20 @@ class PurchaseBody(SeatsBody):
 
 
 class LicenseBody(_Body):
-    user_id: str = Field(min_length=1, max_length=200)
-    rights_group: str = Field(min_length=1, max_length=100)
+    user_id: Identifier
+    rights_group: RightsGroup
 
 
 class RightsGroupBody(_Body):
-    rights_group: str = Field(min_length=1, max_length=100)
-    previous_rights_group: str | None = Field(
+    rights_group: RightsGroup
+    previous_rights_group: RightsGroup | None = Field(
         default=None,
-        min_length=1,
-        max_length=100,
         description="the unlicensed group the user had (e.g. guest), recorded on an assignment",
     )
 
 
 class BillingEmailBody(_Body):
-    billing_email: str = Field(min_length=3, max_length=254)
+    billing_email: EmailAddress
 
 
 # --------------------------------------------------------------------------------------------
@@ -265,13 +284,22 @@ def _period(cloud: Cloud) -> dict[str, Any]:
 
 
 def cloud_view(
-    cloud: Cloud, *, as_of: datetime | None = None, now: datetime | None = None
+    cloud: Cloud,
+    *,
+    as_of: datetime | None = None,
+    now: datetime | None = None,
+    state_at: datetime | None = None,
 ) -> dict[str, Any]:
-    """The cloud as the clock shows it at ``as_of`` (else ``now``): a renewal that is due but
-    not recorded yet (the scheduler records it) is applied to the period, the seats and the
-    scheduled reduction shown, with ``renewal_pending`` true and ``recorded_period`` the
-    period of the last recorded event; ``version`` is always the recorded one."""
-    at = as_of or now
+    """The cloud as the clock shows it at ``state_at`` (else ``as_of``, else ``now``): a
+    renewal that is due but not recorded yet (the scheduler records it) is applied to the
+    period, the seats and the scheduled reduction shown, with ``renewal_pending`` true and
+    ``recorded_period`` the period of the last recorded event; ``version`` is always the
+    recorded one. ``as_of`` is echoed; ``state_at`` is the instant the state is shown at when
+    it differs from ``as_of`` (an ``as_of`` in the future is answered with the state now).
+
+    Raises :class:`~services.ledger.domain.UnbillableContract` for a cloud whose periods
+    cannot be computed."""
+    at = state_at or as_of or now
     shown = cloud.as_at(at) if at is not None else cloud
     terms = cloud.terms
     reduction = None
@@ -308,6 +336,7 @@ def cloud_view(
     }
     if as_of is not None:
         view["as_of"] = as_of.isoformat()
+        view["state_at"] = (state_at or as_of).isoformat()
     return view
 
 
@@ -327,6 +356,24 @@ def purchase_view(result: tuple[Cloud, Cloud.SeatsIncreased]) -> dict[str, Any]:
         "quote_id": str(event.quote.quote_id) if event.quote is not None else None,
     }
     return view
+
+
+def overview_entry(recorded: Cloud, now: datetime) -> dict[str, Any]:
+    """A cloud's line in its owner's overview, its period by the clock (as GET of the cloud
+    shows it). Raises :class:`~services.ledger.domain.UnbillableContract` for a cloud whose
+    periods cannot be computed."""
+    c = recorded.as_at(now)
+    return {
+        "cloud_id": str(c.id),
+        "name": c.terms.name,
+        "status": "active",
+        "seats": c.seats,
+        "licenses_assigned": c.licenses_assigned,
+        "licenses_free": c.licenses_free,
+        "current_period": _period(c),
+        "renewal_pending": c.period_index != recorded.period_index,
+        "scheduled_reduction": c.scheduled_reduction,
+    }
 
 
 def quote_view(quote: Quote) -> dict[str, Any]:
@@ -383,8 +430,70 @@ def guarded(
 # The router.
 
 
+#: Checks a caller's right to a route before its request is validated (raises if none).
+FirstCheck = Callable[[Principal, Request], None]
+
+
+def authorize_first(check: FirstCheck) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Mark a route's endpoint with the authorization its :class:`AuthorizeFirstRoute` runs
+    when the request fails validation: a caller without rights gets 401/403/404, never the
+    list of invalid fields."""
+
+    def mark(endpoint: Callable[..., Any]) -> Callable[..., Any]:
+        endpoint.__dict__["authorize_first"] = check
+        return endpoint
+
+    return mark
+
+
+class AuthorizeFirstRoute(APIRoute):
+    """A route that, when its request fails validation, authorizes the caller first (the
+    endpoint's :func:`authorize_first` check) and only then answers the 422. A valid request
+    pays nothing extra: its endpoint authorizes as before."""
+
+    def get_route_handler(self) -> Callable[[Request], Any]:
+        handler = super().get_route_handler()
+        check: FirstCheck | None = getattr(self.endpoint, "authorize_first", None)
+        if check is None:
+            return handler
+
+        async def authorized_first(request: Request) -> Response:
+            try:
+                response: Response = await handler(request)
+            except RequestValidationError:
+                principal = getattr(request.state, "principal", None)
+                if principal is None:
+                    principal = await get_principal(request)  # 401 for a bad token
+                await run_in_threadpool(check, principal, request)
+                raise
+            return response
+
+        return authorized_first
+
+
 def build_router(service: LedgerService, authenticator: Authenticator) -> APIRouter:
-    router = APIRouter(prefix="/v1", tags=["ledger"])
+    router = APIRouter(prefix="/v1", tags=["ledger"], route_class=AuthorizeFirstRoute)
+
+    def on_cloud(*, owner: bool, scopes: tuple[str, ...]) -> FirstCheck:
+        """The first check of a cloud route: the cloud exists and the caller may act on it
+        (an unparseable cloud id is left to the validation answer)."""
+
+        def check(principal: Principal, request: Request) -> None:
+            try:
+                cloud_id = UUID(str(request.path_params.get("cloud_id", "")))
+            except ValueError:
+                return
+            precheck(principal, cloud_id, owner=owner, scopes=scopes)
+
+        return check
+
+    def admin_only(principal: Principal, request: Request) -> None:
+        if not principal.has_scope(SCOPE_ADMIN):
+            raise AuthError("opening a cloud needs the scope billing:admin", status=403)
+
+    licenses_first = on_cloud(owner=True, scopes=(SCOPE_LICENSES,))
+    owner_first = on_cloud(owner=True, scopes=())
+    readers_first = on_cloud(owner=True, scopes=(SCOPE_ADMIN, SCOPE_AUDIT))
 
     def precheck(
         principal: Principal, cloud_id: UUID, *, owner: bool, scopes: tuple[str, ...]
@@ -398,6 +507,7 @@ def build_router(service: LedgerService, authenticator: Authenticator) -> APIRou
 
     # The license routes first: routes are tried in order and these carry the load.
     @router.post("/clouds/{cloud_id}/licenses", status_code=201, summary="Assign a license")
+    @authorize_first(licenses_first)
     async def assign(
         cloud_id: UUID, body: LicenseBody, principal: CurrentPrincipal
     ) -> JSONResponse:
@@ -423,20 +533,21 @@ def build_router(service: LedgerService, authenticator: Authenticator) -> APIRou
             status_code=201,
         )
 
+    # ``user_id`` takes any path (also ``a/b``): a license recorded for such an id before the
+    # identifier rule must stay releasable.
     @router.delete(
-        "/clouds/{cloud_id}/licenses/{user_id}", status_code=204, summary="Release a license"
+        "/clouds/{cloud_id}/licenses/{user_id:path}",
+        status_code=204,
+        summary="Release a license",
     )
+    @authorize_first(licenses_first)
     async def release(
         cloud_id: UUID,
         user_id: str,
         principal: CurrentPrincipal,
         rights_group: Annotated[
-            str | None,
-            Query(
-                min_length=1,
-                max_length=100,
-                description="the user's new, unlicensed rights group (e.g. guest), recorded",
-            ),
+            RightsGroup | None,
+            Query(description="the user's new, unlicensed rights group (e.g. guest), recorded"),
         ] = None,
     ) -> Response:
         await _await(
@@ -451,9 +562,10 @@ def build_router(service: LedgerService, authenticator: Authenticator) -> APIRou
         return Response(status_code=204)
 
     @router.put(
-        "/clouds/{cloud_id}/users/{user_id}/rights-group",
+        "/clouds/{cloud_id}/users/{user_id:path}/rights-group",
         summary="Set a user's rights group (assigns, keeps or releases the license)",
     )
+    @authorize_first(licenses_first)
     async def rights_group(
         cloud_id: UUID, user_id: str, body: RightsGroupBody, principal: CurrentPrincipal
     ) -> JSONResponse:
@@ -482,6 +594,7 @@ def build_router(service: LedgerService, authenticator: Authenticator) -> APIRou
         )
 
     @router.post("/clouds", status_code=201, summary="Open a cloud's contract")
+    @authorize_first(admin_only)
     async def open_cloud(
         body: OpenCloudBody, principal: CurrentPrincipal, request: Request
     ) -> JSONResponse:
@@ -517,48 +630,59 @@ def build_router(service: LedgerService, authenticator: Authenticator) -> APIRou
         )
 
     @router.get("/clouds/{cloud_id}", summary="A cloud's seats, licenses and period")
+    @authorize_first(readers_first)
     def get_cloud(
         cloud_id: UUID,
         principal: CurrentPrincipal,
         as_of: Annotated[
-            AwareDatetime | None,
-            Query(description="RFC 3339 instant: the state as it was then"),
+            Instant | None,
+            Query(
+                description=(
+                    "RFC 3339 instant (years 2000 to 2199): the state as it was then; an "
+                    "instant after now is answered with the state now (`state_at`)"
+                )
+            ),
         ] = None,
     ) -> dict[str, Any]:
         current = precheck(principal, cloud_id, owner=True, scopes=(SCOPE_ADMIN, SCOPE_AUDIT))
-        if as_of is None:
-            return cloud_view(current, now=service.clock())
+        now = service.clock()
         try:
+            if as_of is None:
+                return cloud_view(current, now=now)
+            if as_of >= now:
+                # The future is not known yet: the state now, with both instants shown.
+                return cloud_view(current, as_of=as_of, state_at=now)
             past = service.get(cloud_id, as_of)
+            return cloud_view(past, as_of=as_of)
         except domain.LedgerError as exc:
             raise _problem(exc) from exc
-        return cloud_view(past, as_of=as_of)
 
-    @router.get("/owners/{owner_id}/clouds", summary="The overview of an owner's clouds")
+    # ``owner_id`` takes any path: an owner id recorded before the identifier rule (``a/b``)
+    # still has its overview.
+    @router.get("/owners/{owner_id:path}/clouds", summary="The overview of an owner's clouds")
     def owner_clouds(owner_id: str, principal: CurrentPrincipal) -> dict[str, Any]:
         if principal.subject != owner_id and not principal.has_scope(SCOPE_ADMIN, SCOPE_AUDIT):
             raise AuthError("only the owner sees this overview", status=403, error="forbidden")
         now = service.clock()
         clouds = []
         for recorded in service.clouds_of(owner_id):
-            c = recorded.as_at(now)  # the period by the clock, as GET /v1/clouds/{id}
-            clouds.append(
-                {
-                    "cloud_id": str(c.id),
-                    "name": c.terms.name,
-                    "seats": c.seats,
-                    "licenses_assigned": c.licenses_assigned,
-                    "licenses_free": c.licenses_free,
-                    "current_period": _period(c),
-                    "renewal_pending": c.period_index != recorded.period_index,
-                    "scheduled_reduction": c.scheduled_reduction,
-                }
-            )
+            try:
+                clouds.append(overview_entry(recorded, now))
+            except domain.UnbillableContract as exc:
+                clouds.append(
+                    {
+                        "cloud_id": str(recorded.id),
+                        "name": recorded.terms.name,
+                        "status": "unbillable",
+                        "reason": str(exc),
+                    }
+                )
         return {"owner_id": owner_id, "clouds": clouds}
 
     @router.post(
         "/clouds/{cloud_id}/seat-quotes", summary="Price a seat purchase (records nothing)"
     )
+    @authorize_first(owner_first)
     def quote(cloud_id: UUID, body: QuoteBody, principal: CurrentPrincipal) -> dict[str, Any]:
         precheck(principal, cloud_id, owner=True, scopes=())
         try:
@@ -568,6 +692,7 @@ def build_router(service: LedgerService, authenticator: Authenticator) -> APIRou
         return quote_view(offer)
 
     @router.post("/clouds/{cloud_id}/seat-purchases", status_code=201, summary="Buy seats")
+    @authorize_first(owner_first)
     def purchase(
         cloud_id: UUID, body: PurchaseBody, principal: CurrentPrincipal, request: Request
     ) -> dict[str, Any]:
@@ -585,6 +710,7 @@ def build_router(service: LedgerService, authenticator: Authenticator) -> APIRou
         return purchase_view(result)
 
     @router.post("/clouds/{cloud_id}/seat-reductions", status_code=201, summary="Reduce seats")
+    @authorize_first(owner_first)
     def reduce(
         cloud_id: UUID, body: SeatsBody, principal: CurrentPrincipal, request: Request
     ) -> dict[str, Any]:
@@ -604,6 +730,7 @@ def build_router(service: LedgerService, authenticator: Authenticator) -> APIRou
         return cloud_view(cloud)
 
     @router.put("/clouds/{cloud_id}/billing-email", summary="Change the billing e-mail")
+    @authorize_first(owner_first)
     async def billing_email(
         cloud_id: UUID, body: BillingEmailBody, principal: CurrentPrincipal
     ) -> dict[str, Any]:
@@ -618,6 +745,7 @@ def build_router(service: LedgerService, authenticator: Authenticator) -> APIRou
         return cloud_view(cloud)
 
     @router.get("/clouds/{cloud_id}/events", summary="A cloud's full history")
+    @authorize_first(on_cloud(owner=False, scopes=(SCOPE_AUDIT, SCOPE_ADMIN)))
     def events(cloud_id: UUID, principal: CurrentPrincipal) -> dict[str, Any]:
         precheck(principal, cloud_id, owner=False, scopes=(SCOPE_AUDIT, SCOPE_ADMIN))
         history = []

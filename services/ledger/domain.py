@@ -13,19 +13,28 @@ period arithmetic is delegated to :mod:`seatledger.billing`. Nothing here does I
 from __future__ import annotations
 
 import copy
-import re
 from dataclasses import dataclass, replace
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 from uuid import UUID
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from eventsourcing.domain import Aggregate
 
+from schemas.fields import (
+    check_business_date,
+    check_email,
+    check_identifier,
+    check_money,
+    check_name,
+    check_percent,
+    check_rights_group,
+    check_time_zone,
+)
 from seatledger.billing import (
     BillingPeriod,
     Period,
+    PeriodError,
     Proration,
     UnknownCurrencyError,
     local_date,
@@ -38,7 +47,6 @@ from seatledger.billing import (
 UNLICENSED_RIGHTS_GROUPS = frozenset({"guest"})
 DEFAULT_LICENSED_RIGHTS_GROUPS = ("admin", "employee")
 LOCALES = ("de", "en")
-_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
 
 # --------------------------------------------------------------------------------------------
@@ -90,7 +98,16 @@ class ChargeDateOutsidePeriod(LedgerError):
 
 
 class InvalidBillingEmail(LedgerError):
-    """The billing e-mail address is not an address."""
+    """The billing e-mail address is not an address an SMTP sender delivers."""
+
+
+class InvalidUserId(LedgerError):
+    """A new license names a user id outside the identifier rule (see schemas.fields)."""
+
+
+class UnbillableContract(LedgerError):
+    """The cloud's billing periods cannot be computed (a term recorded before the date rule,
+    e.g. starting in the year 9999): it is shown, but no command or renewal runs on it."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -129,26 +146,26 @@ class ContractTerms:
         return BillingPeriod(self.billing_period)
 
     def validate(self) -> None:
-        if not self.name.strip():
-            raise InvalidContract("the customer name is empty")
-        if not self.owner_id.strip():
-            raise InvalidContract("the owner id is empty")
+        """Check every term by its field rule (:mod:`schemas.fields`)."""
+        _rule(InvalidContract, "the customer name", check_name, self.name)
+        _rule(InvalidContract, "the owner id", check_identifier, self.owner_id)
         try:
             minor_units(self.currency)
         except UnknownCurrencyError as exc:
             raise InvalidContract(str(exc)) from exc
-        if not self.seat_price.is_finite() or self.seat_price < 0:
-            raise InvalidContract("the seat price is a non-negative decimal")
-        if self.seat_price != self.seat_price.quantize(Decimal(1).scaleb(-8)):
-            raise InvalidContract("the seat price has more than 8 decimal places")
+        _rule(
+            InvalidContract, "the seat price (a non-negative decimal)", check_money, self.seat_price
+        )
         if self.billing_period not in {p.value for p in BillingPeriod}:
             raise InvalidContract("the billing period is 'monthly' or 'annual'")
-        try:
-            ZoneInfo(self.time_zone)
-        except (ZoneInfoNotFoundError, ValueError) as exc:
-            raise InvalidContract(f"{self.time_zone!r} is not an IANA time zone") from exc
-        if not self.tax_rate.is_finite() or not Decimal(0) <= self.tax_rate <= Decimal(100):
-            raise InvalidContract("the tax rate is a percentage between 0 and 100")
+        _rule(InvalidContract, "the term start", check_business_date, self.term_start)
+        _rule(InvalidContract, "the time zone (IANA)", check_time_zone, self.time_zone)
+        _rule(
+            InvalidContract,
+            "the tax rate (a percentage between 0 and 100)",
+            check_percent,
+            self.tax_rate,
+        )
         if self.locale not in LOCALES:
             raise InvalidContract(f"the locale is one of {', '.join(LOCALES)}")
         _check_email(self.billing_email)
@@ -163,9 +180,32 @@ class HonouredQuote:
     net: Decimal
 
 
+def _rule(error: type[LedgerError], what: str, check: Any, value: Any) -> None:
+    """Run a field rule; its refusal becomes ``error`` naming ``what``."""
+    try:
+        check(value)
+    except ValueError as exc:
+        raise error(f"{what}: {exc}") from exc
+
+
 def _check_email(address: str) -> None:
-    if len(address) > 254 or not _EMAIL.match(address):
-        raise InvalidBillingEmail("the billing e-mail is not an e-mail address")
+    try:
+        check_email(address)
+    except ValueError as exc:
+        raise InvalidBillingEmail(f"the billing e-mail is not an e-mail address: {exc}") from exc
+
+
+def _period_at(term_start: date, kind: BillingPeriod, index: int) -> Period:
+    """:func:`period_at`, its failure (a date beyond year 9999) refused as unbillable."""
+    try:
+        return period_at(term_start, kind, index)
+    except (ValueError, OverflowError) as exc:
+        if isinstance(exc, PeriodError):
+            raise
+        raise UnbillableContract(
+            f"the billing periods of a term starting {term_start.isoformat()} cannot be "
+            f"computed ({exc})"
+        ) from exc
 
 
 # --------------------------------------------------------------------------------------------
@@ -308,12 +348,16 @@ class Cloud(Aggregate):
             raise InvalidContract("at least one rights group needs a license")
         if UNLICENSED_RIGHTS_GROUPS.intersection(groups):
             raise InvalidContract("the guest group needs no license")
+        for group in groups:
+            _rule(InvalidContract, "a licensed rights group", check_rights_group, group)
         today = local_date(at, terms.time_zone)
         first = (
             0
             if today < terms.term_start
             else period_index_containing(terms.term_start, terms.period_kind, today)
         )
+        # The first period must be computable (validate() bounds the term start, so it is).
+        _period_at(terms.term_start, terms.period_kind, first)
         return cls._create(
             cls.ContractOpened,
             id=cloud_id,
@@ -337,7 +381,7 @@ class Cloud(Aggregate):
 
     def _renew(self, *, at: datetime, actor: Actor) -> None:
         index = self.period_index + 1
-        period = period_at(self.terms.term_start, self.terms.period_kind, index)
+        period = _period_at(self.terms.term_start, self.terms.period_kind, index)
         assigned = len(self.licenses)
         requested = self.scheduled_reduction
         seats = self.seats
@@ -431,8 +475,10 @@ class Cloud(Aggregate):
         at: datetime,
         previous_rights_group: str | None = None,
     ) -> None:
-        if not user_id.strip():
-            raise LicenseNotHeld("the user id is empty")
+        try:
+            check_identifier(user_id)
+        except ValueError as exc:
+            raise InvalidUserId(f"the user id: {exc}") from exc
         if rights_group in UNLICENSED_RIGHTS_GROUPS:
             raise UnlicensedRightsGroup(f"the rights group {rights_group!r} needs no license")
         if rights_group not in self.licensed_rights_groups:
@@ -462,6 +508,8 @@ class Cloud(Aggregate):
         group that needs a license contradicts the release and is refused."""
         if user_id not in self.licenses:
             raise LicenseNotHeld("the user holds no license on this cloud")
+        if rights_group is not None:
+            _rule(UnknownRightsGroup, "the rights group", check_rights_group, rights_group)
         if rights_group is not None and self.is_licensed_group(rights_group):
             raise LicensedRightsGroup(
                 f"the rights group {rights_group!r} needs a license: change the user's "
@@ -498,11 +546,12 @@ class Cloud(Aggregate):
 
         Returns the outcome: ``assigned``, ``released``, ``changed`` or ``unchanged``.
         """
-        if not user_id.strip():
-            raise LicenseNotHeld("the user id is empty")
-        if not rights_group.strip():
-            raise UnknownRightsGroup("the rights group is empty")
+        _rule(UnknownRightsGroup, "the rights group", check_rights_group, rights_group)
         held = self.licenses.get(user_id)
+        if held is None:
+            # A license held under an id recorded before the identifier rule can still be
+            # changed or released; a new one needs a valid id.
+            _rule(InvalidUserId, "the user id", check_identifier, user_id)
         if self.is_licensed_group(rights_group):
             if held is None:
                 self.assign_license(
@@ -559,7 +608,9 @@ class Cloud(Aggregate):
 
     @property
     def current_period(self) -> Period:
-        return period_at(self.terms.term_start, self.terms.period_kind, self.period_index)
+        """The period of ``period_index``; :class:`UnbillableContract` when it cannot be
+        computed (a term recorded before the date rule)."""
+        return _period_at(self.terms.term_start, self.terms.period_kind, self.period_index)
 
     def is_licensed_group(self, rights_group: str) -> bool:
         """Whether a member of ``rights_group`` holds a license on this cloud."""

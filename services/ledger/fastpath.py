@@ -70,7 +70,7 @@ class LicenseFastPath:
         key = (method, path)
         if key not in self._routes:
             for route in _api_routes(self.api.routes):
-                if route.path == path and method in (route.methods or ()):
+                if route.path_format == path and method in (route.methods or ()):
                     self._routes[key] = route
                     break
             else:

@@ -198,6 +198,9 @@ def test_a_purchase_answered_503_on_timeout_is_kept_for_its_key_until_it_commits
         ({"currency": "eur"}, "currency"),
         ({"unexpected": 1}, "unexpected"),
         ({"name": None}, "name"),
+        ({"time_zone": "Mars/Base"}, "time_zone"),
+        ({"tax_rate": "-1"}, "tax_rate"),
+        ({"billing_email": "not-an-address"}, "billing_email"),
     ],
 )
 def test_a_malformed_cloud_is_answered_422_and_records_nothing(ledger, changes, field):
@@ -216,9 +219,6 @@ def test_a_malformed_cloud_is_answered_422_and_records_nothing(ledger, changes, 
     ("changes", "title"),
     [
         ({"currency": "XYZ"}, "Invalid contract"),
-        ({"time_zone": "Mars/Base"}, "Invalid contract"),
-        ({"tax_rate": "-1"}, "Invalid contract"),
-        ({"billing_email": "not-an-address"}, "Invalid billing e-mail"),
     ],
 )
 def test_invalid_terms_are_answered_422_and_record_nothing(ledger, changes, title):

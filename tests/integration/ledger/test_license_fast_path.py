@@ -155,5 +155,5 @@ def test_the_direct_route_is_counted_under_the_route_template(ledger):
     )
     assert (
         'seatledger_http_requests_total{method="DELETE",'
-        'route="/v1/clouds/{cloud_id}/licenses/{user_id}",status="204"} 1.0' in metrics
+        'route="/v1/clouds/{cloud_id}/licenses/{user_id:path}",status="204"} 1.0' in metrics
     )

@@ -16,8 +16,8 @@ from services.ledger.contract import to_contract
 from services.ledger.domain import (
     Actor,
     Cloud,
+    InvalidUserId,
     LicensedRightsGroup,
-    LicenseNotHeld,
     NoFreeSeat,
     UnknownRightsGroup,
 )
@@ -120,7 +120,7 @@ def test_logged_in_status_plays_no_part_a_change_between_licensed_groups_needs_n
 
 def test_an_empty_user_or_group_is_refused():
     cloud = a_cloud()
-    with pytest.raises(LicenseNotHeld):
+    with pytest.raises(InvalidUserId):
         move(cloud, " ", "employee")
     with pytest.raises(UnknownRightsGroup):
         move(cloud, "u1", " ")
