@@ -38,6 +38,12 @@ class Settings(BaseSettings):
     # HTTP.
     http_host: str = "127.0.0.1"
     http_port: int = Field(default=8000, ge=0, le=65535)
+    # Bounds of every request: headers and body must arrive in time, bodies and answers are
+    # limited in size (413 for a larger body, 408 for a body too slow).
+    http_header_timeout_s: float = Field(default=10.0, gt=0)
+    http_body_timeout_s: float = Field(default=30.0, gt=0)
+    http_max_body_bytes: int = Field(default=64 * 1024, ge=1024)
+    http_max_response_bytes: int = Field(default=32 * 1024 * 1024, ge=64 * 1024)
 
     # Auth.
     jwt_secret: SecretStr = SecretStr(DEV_JWT_SECRET)

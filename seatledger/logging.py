@@ -1,8 +1,12 @@
 """structlog set up for production (JSON lines) or a terminal (console renderer).
 
 Context (request id, cloud id, event id) is bound with ``structlog.contextvars``; the
-processors below merge it into every line. Never log e-mail addresses, tokens or passwords:
-:func:`redact` masks the keys that may carry them in case one slips into an event dict.
+processors below merge it into every line. Records of libraries that log through the standard
+library (uvicorn, eventsourcing, asyncio) are rendered by the same processors: in JSON, each is
+one line, its traceback a structured field of that line.
+
+Never log e-mail addresses, tokens or passwords: :func:`redact` masks the keys that may carry
+them in case one slips into an event dict.
 """
 
 from __future__ import annotations
@@ -183,8 +187,47 @@ def configure_logging(level: str = "INFO", fmt: str = "json", *, buffered: bool 
         logger_factory=factory,
         cache_logger_on_first_use=False,
     )
-    # Libraries that log through the standard library (uvicorn, eventsourcing) go to stderr.
-    logging.basicConfig(level=max(numeric, logging.WARNING), stream=sys.stderr, force=True)
+    # Libraries that log through the standard library (uvicorn, eventsourcing) are rendered
+    # like our own lines: one JSON line each, a traceback included as a field.
+    handler = StructlogHandler()
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=[structlog.stdlib.add_logger_name, *shared],
+            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
+        )
+    )
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+        old.close()
+    root.addHandler(handler)
+    root.setLevel(max(numeric, logging.WARNING))
+    # uvicorn's loggers log through the root logger (never handlers of their own).
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access", "uvicorn.asgi"):
+        library_logger = logging.getLogger(name)
+        library_logger.handlers.clear()
+        library_logger.propagate = True
+
+
+class StructlogHandler(logging.Handler):
+    """A standard-library handler writing records as the process's structlog lines (through
+    the line buffer when there is one; records of level ERROR and above at once)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            line = self.format(record)
+        except Exception:
+            self.handleError(record)
+            return
+        buffer = _buffer
+        if buffer is not None:
+            buffer.write(line, urgent=record.levelno >= logging.ERROR)
+            return
+        try:
+            sys.stderr.write(line + "\n")
+            sys.stderr.flush()
+        except (OSError, ValueError):  # a closed stream: nowhere left to log to
+            pass
 
 
 def _stderr_logger(*_args: Any) -> structlog.PrintLogger:

@@ -92,6 +92,7 @@ def run_serve(args: argparse.Namespace) -> int:
         on_stop=lambda: _close(
             product.ledger.close, product.invoicer.close, product.notifier.close
         ),
+        settings=settings,
     )
 
 
@@ -226,4 +227,5 @@ def _run(service: str, settings: Settings) -> int:
         supervisor=supervisor,
         on_start=on_start,
         on_stop=lambda: _close(*closers),
+        settings=settings,
     )

@@ -24,6 +24,13 @@ from prometheus_client import CollectorRegistry
 
 from seatledger.auth import Authenticator, Principal
 from seatledger.http.idempotency import IdempotencyMiddleware, IdempotencyStore
+from seatledger.http.limits import (
+    DEFAULT_BODY_TIMEOUT_S,
+    DEFAULT_MAX_BODY_BYTES,
+    DEFAULT_MAX_RESPONSE_BYTES,
+    RequestLimits,
+    RequestLimitsMiddleware,
+)
 from seatledger.http.problems import (
     Problem,
     install_problem_handlers,
@@ -49,12 +56,18 @@ def create_app(
     version: str = "1",
     on_shutdown: Sequence[Callable[[], None]] = (),
     openapi: bool = True,
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    body_timeout_s: float = DEFAULT_BODY_TIMEOUT_S,
+    max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
 ) -> FastAPI:
     """A FastAPI app serving ``routers``.
 
     ``idempotency_stores`` maps path prefixes (e.g. ``"/v1/clouds"``) to the store of the
     service owning those paths; ``readiness_checks`` name the checks ``/readyz`` runs;
-    ``openapi=False`` serves neither ``/openapi.json`` nor ``/docs``. Without an
+    ``openapi=False`` serves neither ``/openapi.json`` nor ``/docs``. ``max_body_bytes``,
+    ``body_timeout_s`` and ``max_response_bytes`` bound each request
+    (:mod:`seatledger.http.limits`; ``app.state.request_limits``, which
+    :func:`seatledger.serving.serve_until_stopped` sets from the settings). Without an
     ``authenticator``, routes needing the caller and idempotency stores are refused
     (:class:`ValueError`).
     """
@@ -119,6 +132,10 @@ def create_app(
             principal_of=authenticator.subject_of,
             problem=raw_problem,
         )
+    # Outermost last: the request log (request id, errors), then the request's bounds (a body
+    # arrived whole, one Authorization header), then the idempotency keys, then the routes.
+    app.state.request_limits = RequestLimits(max_body_bytes, body_timeout_s, max_response_bytes)
+    app.add_middleware(RequestLimitsMiddleware, limits=app.state.request_limits)
     app.add_middleware(
         RequestLogMiddleware,
         metrics=HttpMetrics(registry),

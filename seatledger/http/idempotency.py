@@ -1,13 +1,21 @@
 """The ``Idempotency-Key`` mechanism of every mutating request.
 
-- Same key and same request (method, path, body) -> the first response again, byte for byte.
+- Same key and same request (method, path, query string, body) -> the first response again,
+  byte for byte.
 - Same key, another request -> 422 problem+json.
 - Same key while the first request is still being processed -> 409 problem+json.
 
 Keys are scoped by the authenticated subject (a key of one user never replays another user's
-response) and stored in the service's own database (:class:`IdempotencyStore`), so every node
-of a service sees them. A key left "in flight" by a crashed process is taken over after
-``stale_after_s``.
+response; a request with more than one ``Authorization`` header is refused before this
+middleware, so the subject is the one the route acts as) and stored in the service's own
+database (:class:`IdempotencyStore`), so every node of a service sees them. A key is claimed
+only for a request whose body arrived whole: a client that disconnects mid-body claims nothing.
+
+A key "in flight" belongs to the process that claimed it. Each process keeps a heartbeat row in
+the same database (every ``heartbeat_interval_s``, 2 s); a key whose process has not beaten for
+``dead_after_s`` (10 s: the process was killed) is taken over by the next retry, which runs the
+request again (the ledger answers the committed result of a command already recorded under the
+key). ``stale_after_s`` (60 s) is the last resort for a key whose process still beats.
 
 Which responses are kept for the key (:func:`is_outcome`): only those that are the request's
 real outcome, the answer every retry of it would get again:
@@ -34,6 +42,7 @@ import hashlib
 import json
 import threading
 import time
+import uuid
 from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMapping
 from concurrent.futures import Future
 from dataclasses import dataclass
@@ -87,12 +96,29 @@ class Claim:
 
 
 class IdempotencyStore:
-    """Keys and first responses in the table ``idempotency_keys`` of the service's database."""
+    """Keys and first responses in the table ``idempotency_keys`` of the service's database;
+    the heartbeats of the processes holding keys in flight in ``idempotency_instances``."""
 
-    def __init__(self, db: SqlDatabase, *, stale_after_s: float = 60.0) -> None:
+    def __init__(
+        self,
+        db: SqlDatabase,
+        *,
+        stale_after_s: float = 60.0,
+        heartbeat_interval_s: float = 2.0,
+        dead_after_s: float = 10.0,
+        release_retry_s: float = 300.0,
+    ) -> None:
         self.db = db
         self.stale_after_s = stale_after_s
+        self.heartbeat_interval_s = heartbeat_interval_s
+        self.dead_after_s = dead_after_s
+        self.release_retry_s = release_retry_s
+        self.instance = uuid.uuid4().hex
         self._table = db.table("idempotency_keys")
+        self._instances = db.table("idempotency_instances")
+        self._heartbeat: threading.Thread | None = None
+        self._heartbeat_lock = threading.Lock()
+        self._stopped = threading.Event()
 
     def create_table(self) -> None:
         self.db.execute(
@@ -105,26 +131,88 @@ class IdempotencyStore:
             " status INTEGER,"
             " headers TEXT,"
             " body TEXT,"
+            " instance TEXT,"
             " PRIMARY KEY (principal, key))"
         )
+        self.db.add_column("idempotency_keys", "instance", "TEXT")
+        self.db.execute(
+            f"CREATE TABLE IF NOT EXISTS {self._instances} ("
+            " instance TEXT PRIMARY KEY,"
+            " heartbeat_at DOUBLE PRECISION NOT NULL)"
+        )
+
+    # The heartbeat of this process.
+
+    def beat(self) -> None:
+        """Record that this process is alive (and forget processes dead for long)."""
+        now = time.time()
+        self.db.execute(
+            f"INSERT INTO {self._instances} (instance, heartbeat_at) VALUES (?, ?)"  # noqa: S608
+            " ON CONFLICT (instance) DO UPDATE SET heartbeat_at = excluded.heartbeat_at",
+            (self.instance, now),
+        )
+
+    def _ensure_heartbeat(self) -> None:
+        if self._heartbeat is not None:
+            return
+        with self._heartbeat_lock:
+            if self._heartbeat is not None:
+                return
+            self.beat()
+            self._heartbeat = threading.Thread(
+                target=self._beat_forever, name="idempotency-heartbeat", daemon=True
+            )
+            self._heartbeat.start()
+
+    def _beat_forever(self) -> None:
+        while not self._stopped.wait(self.heartbeat_interval_s):
+            if self.db.closed:
+                return
+            try:
+                self.beat()
+                self.db.execute(
+                    f"DELETE FROM {self._instances} WHERE heartbeat_at < ?",  # noqa: S608
+                    (time.time() - 86400,),
+                )
+            except Exception as exc:  # the database is away: beat again next time
+                _log.warning("idempotency_heartbeat_failed", error_type=type(exc).__name__)
+
+    def stop(self) -> None:
+        """Stop the heartbeat (keys still in flight are taken over by other processes)."""
+        self._stopped.set()
+
+    def _instance_alive(self, instance: str | None, now: float) -> bool:
+        if instance is None:
+            return True  # a key claimed before heartbeats existed: only stale_after_s frees it
+        if instance == self.instance:
+            return True
+        rows, _ = self.db.execute(
+            f"SELECT heartbeat_at FROM {self._instances} WHERE instance = ?",  # noqa: S608
+            (instance,),
+        )
+        return bool(rows) and now - float(rows[0][0]) <= self.dead_after_s
+
+    # Keys.
 
     def claim(self, principal: str, key: str, fingerprint: str) -> Claim:
+        self._ensure_heartbeat()
         now = time.time()
         _, inserted = self.db.execute(
-            f"INSERT INTO {self._table} (principal, key, fingerprint, state, created_at)"  # noqa: S608
-            " VALUES (?, ?, ?, 'pending', ?) ON CONFLICT (principal, key) DO NOTHING",
-            (principal, key, fingerprint, now),
+            f"INSERT INTO {self._table}"  # noqa: S608
+            " (principal, key, fingerprint, state, created_at, instance)"
+            " VALUES (?, ?, ?, 'pending', ?, ?) ON CONFLICT (principal, key) DO NOTHING",
+            (principal, key, fingerprint, now, self.instance),
         )
         if inserted == 1:
             return Claim("new")
         rows, _ = self.db.execute(
-            f"SELECT fingerprint, state, created_at, status, headers, body FROM {self._table}"  # noqa: S608
-            " WHERE principal = ? AND key = ?",
+            f"SELECT fingerprint, state, created_at, status, headers, body, instance"  # noqa: S608
+            f" FROM {self._table} WHERE principal = ? AND key = ?",
             (principal, key),
         )
         if not rows:  # released between the two statements: try once more
             return self.claim(principal, key, fingerprint)
-        stored_fingerprint, state, created_at, status, headers, body = rows[0]
+        stored_fingerprint, state, created_at, status, headers, body, instance = rows[0]
         if stored_fingerprint != fingerprint:
             return Claim("mismatch")
         if state == "done":
@@ -136,13 +224,15 @@ class IdempotencyStore:
                     bytes.fromhex(body),
                 ),
             )
-        if now - float(created_at) > self.stale_after_s:
+        dead = not self._instance_alive(instance, now)
+        if dead or now - float(created_at) > self.stale_after_s:
             _, taken = self.db.execute(
-                f"UPDATE {self._table} SET created_at = ? WHERE principal = ? AND key = ?"  # noqa: S608
-                " AND state = 'pending' AND created_at = ?",
-                (now, principal, key, created_at),
+                f"UPDATE {self._table} SET created_at = ?, instance = ?"  # noqa: S608
+                " WHERE principal = ? AND key = ? AND state = 'pending' AND created_at = ?",
+                (now, self.instance, principal, key, created_at),
             )
             if taken == 1:
+                _log.info("idempotency_key_taken_over", owner_dead=dead)
                 return Claim("new")
         return Claim("in_flight")
 
@@ -164,6 +254,45 @@ class IdempotencyStore:
             f"DELETE FROM {self._table} WHERE principal = ? AND key = ? AND state = 'pending'",  # noqa: S608
             (principal, key),
         )
+
+    def settle_or_retry(self, principal: str, key: str, response: StoredResponse | None) -> None:
+        """Store ``response`` for the key (None: release it); when the database does not
+        answer, keep trying in the background for ``release_retry_s`` (logged), so that a key
+        is not left in flight by an outage."""
+        try:
+            self._settle(principal, key, response)
+        except Exception as exc:
+            _log.warning("idempotency_settle_deferred", error_type=type(exc).__name__)
+            threading.Thread(
+                target=self._settle_until_done,
+                args=(principal, key, response),
+                name="idempotency-settle-retry",
+                daemon=True,
+            ).start()
+
+    def _settle(self, principal: str, key: str, response: StoredResponse | None) -> None:
+        if response is None:
+            self.release(principal, key)
+        else:
+            self.complete(principal, key, response)
+
+    def _settle_until_done(self, principal: str, key: str, response: StoredResponse | None) -> None:
+        deadline = time.monotonic() + self.release_retry_s
+        delay = 0.2
+        while not self._stopped.is_set() and not self.db.closed:
+            try:
+                self._settle(principal, key, response)
+            except Exception as exc:
+                if time.monotonic() > deadline:
+                    _log.error(
+                        "idempotency_settle_failed", error_type=type(exc).__name__, gave_up=True
+                    )
+                    return
+                time.sleep(delay)
+                delay = min(delay * 2, 5.0)
+                continue
+            _log.info("idempotency_settle_recovered")
+            return
 
 
 _REPLAYED_HEADERS = frozenset({"content-type", "location", "www-authenticate"})
@@ -220,11 +349,11 @@ class PendingKey:
 
     def settle(self, response: StoredResponse | None) -> None:
         """Store ``response`` if it is the request's outcome, else release the key
-        (blocking: database I/O)."""
+        (blocking: database I/O; retried in the background while the database is away)."""
         if response is not None and is_outcome(response.status, response.headers, response.body):
-            self.store.complete(self.principal, self.key, response)
+            self.store.settle_or_retry(self.principal, self.key, response)
         else:
-            self.store.release(self.principal, self.key)
+            self.store.settle_or_retry(self.principal, self.key, None)
 
     def settle_later(
         self, future: Future[T], render: Callable[[Future[T]], Rendered | None]
@@ -238,8 +367,9 @@ class PendingKey:
             try:
                 rendered = render(done)
                 self.settle(None if rendered is None else stored_response(*rendered))
-            except Exception as exc:  # the key is then taken over after stale_after_s
+            except Exception as exc:  # rendering failed: the request has no answer to keep
                 _log.error("idempotency_settle_failed", error_type=type(exc).__name__, exc_info=exc)
+                self.store.settle_or_retry(self.principal, self.key, None)
 
         def on_done(done: Future[T]) -> None:
             threading.Thread(
@@ -304,11 +434,11 @@ class IdempotencyMiddleware:
             await self.app(scope, receive, send)
             return
         body = await _read_body(receive)
-        digest = hashlib.sha256()
-        digest.update(scope["method"].encode())
-        digest.update(b"\0" + scope["path"].encode() + b"\0")
-        digest.update(body)
-        fingerprint = digest.hexdigest()
+        if body is None:
+            return  # the client left before its body was complete: nothing is claimed or run
+        fingerprint = request_fingerprint(
+            scope["method"], scope["path"], scope.get("query_string", b""), body
+        )
         claim = await anyio.to_thread.run_sync(store.claim, principal, key, fingerprint)
         if claim.outcome == "replay":
             assert claim.response is not None
@@ -372,7 +502,7 @@ class IdempotencyMiddleware:
         except BaseException:
             if not pending.kept:
                 with anyio.CancelScope(shield=True):
-                    await anyio.to_thread.run_sync(store.release, principal, key)
+                    await anyio.to_thread.run_sync(store.settle_or_retry, principal, key, None)
             raise
         if pending.kept:  # settled when the route's command resolves
             return
@@ -385,13 +515,22 @@ class IdempotencyMiddleware:
         await send({"type": "http.response.body", "body": body})
 
 
-async def _read_body(receive: Receive) -> bytes:
+def request_fingerprint(method: str, path: str, query_string: bytes, body: bytes) -> str:
+    """What identifies a request under its key: method, path, query string and body."""
+    digest = hashlib.sha256()
+    for part in (method.encode(), path.encode(), query_string):
+        digest.update(len(part).to_bytes(8, "big") + part)
+    digest.update(body)
+    return digest.hexdigest()
+
+
+async def _read_body(receive: Receive) -> bytes | None:
+    """The whole body, or None when the client disconnected before it was complete."""
     chunks: list[bytes] = []
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":
-            break
+            return None
         chunks.append(message.get("body", b""))
         if not message.get("more_body", False):
-            break
-    return b"".join(chunks)
+            return b"".join(chunks)

@@ -1,5 +1,11 @@
 """One canonical structlog line per request, a request id, and HTTP metrics.
 
+This middleware is the outermost layer of every app: every answer, errors included, carries
+``X-Request-Id``. An exception nothing inside answered is answered here (a 503 problem with
+``Retry-After`` for an unavailable store or broker, else a 500 problem, see
+:func:`seatledger.http.problems.error_answer`) and logged as one structured line; it never
+reaches the HTTP server, which would print its own multi-line traceback.
+
 The line carries the request id, method, route template, status, outcome, duration and, when a
 route names one, the cloud id; never e-mail addresses or tokens (the query string and headers
 are not logged). Routes add fields with :func:`annotate`.
@@ -7,6 +13,7 @@ are not logged). Routes add fields with :func:`annotate`.
 
 from __future__ import annotations
 
+import json
 import random
 import re
 import time
@@ -16,6 +23,7 @@ from typing import Any
 import structlog
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
+from seatledger.http.problems import PROBLEM_CONTENT_TYPE, error_answer, log_error
 from seatledger.logging import get_logger
 
 Scope = MutableMapping[str, Any]
@@ -84,10 +92,12 @@ class RequestLogMiddleware:
         request_id = request_id or f"{random.getrandbits(128):032x}"
         scope.setdefault("state", {})[_LOG_FIELDS] = {}
         status = 500
+        started_response = False
 
         async def send_with_id(message: Message) -> None:
-            nonlocal status
+            nonlocal status, started_response
             if message["type"] == "http.response.start":
+                started_response = True
                 status = int(message["status"])
                 headers = list(message.get("headers", []))
                 headers.append((REQUEST_ID_HEADER.encode(), request_id.encode()))
@@ -96,7 +106,27 @@ class RequestLogMiddleware:
 
         structlog.contextvars.bind_contextvars(request_id=request_id)
         try:
-            await self.app(scope, receive, send_with_id)
+            try:
+                await self.app(scope, receive, send_with_id)
+            except Exception as exc:
+                status_for_error, body, extra = error_answer(exc)
+                log_error(exc, status_for_error)
+                if not started_response:
+                    body["instance"] = scope.get("path", "")
+                    payload = json.dumps(body).encode()
+                    headers = [
+                        (b"content-type", PROBLEM_CONTENT_TYPE.encode()),
+                        (b"content-length", str(len(payload)).encode()),
+                        *((k.lower().encode(), v.encode()) for k, v in extra.items()),
+                    ]
+                    await send_with_id(
+                        {
+                            "type": "http.response.start",
+                            "status": status_for_error,
+                            "headers": headers,
+                        }
+                    )
+                    await send_with_id({"type": "http.response.body", "body": payload})
         finally:
             duration = time.perf_counter() - started
             route = getattr(scope.get("route"), "path", None) or "unmatched"

@@ -20,6 +20,7 @@ class SqlDatabase:
     def __init__(self, env: Mapping[str, str], *, app_name: str = "", pool_size: int = 4) -> None:
         module = _get(env, app_name, "PERSISTENCE_MODULE")
         self._lock = threading.Lock()
+        self.closed = False
         self._pool: Any = None
         self._sqlite: sqlite3.Connection | None = None
         self.dialect: Literal["postgres", "sqlite"]
@@ -60,6 +61,17 @@ class SqlDatabase:
         """The qualified name of one of the service's tables."""
         return f'"{self.schema}"."{name}"' if self.dialect == "postgres" else f'"{name}"'
 
+    def add_column(self, table: str, column: str, definition: str) -> None:
+        """Add a column to one of the service's tables unless it has it (idempotent)."""
+        if self.dialect == "postgres":
+            self.execute(
+                f'ALTER TABLE {self.table(table)} ADD COLUMN IF NOT EXISTS "{column}" {definition}'
+            )
+            return
+        rows, _ = self.execute(f"PRAGMA table_info({self.table(table)})")
+        if all(row[1] != column for row in rows):
+            self.execute(f'ALTER TABLE {self.table(table)} ADD COLUMN "{column}" {definition}')
+
     def execute(
         self, statement: str, params: Sequence[Any] = ()
     ) -> tuple[list[tuple[Any, ...]], int]:
@@ -83,6 +95,7 @@ class SqlDatabase:
         return True
 
     def close(self) -> None:
+        self.closed = True
         if self._pool is not None:
             self._pool.close()
         if self._sqlite is not None:

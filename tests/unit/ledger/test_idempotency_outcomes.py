@@ -43,3 +43,26 @@ def test_auth_throttling_and_server_errors_release_the_key(status: int) -> None:
 def test_a_409_that_is_not_a_problem_document_is_kept() -> None:
     assert is_outcome(409, [("content-type", "text/plain")], b"conflict")
     assert is_outcome(409, PROBLEM, b"{not json")
+
+
+def test_the_fingerprint_covers_the_query_string() -> None:
+    from seatledger.http.idempotency import request_fingerprint
+
+    path = "/v1/clouds/c/licenses/u"
+    guest = request_fingerprint("DELETE", path, b"rights_group=guest", b"")
+    plain = request_fingerprint("DELETE", path, b"", b"")
+    assert guest != plain
+    assert guest == request_fingerprint("DELETE", path, b"rights_group=guest", b"")
+
+
+def test_the_fingerprint_tells_method_path_query_and_body_apart() -> None:
+    from seatledger.http.idempotency import request_fingerprint
+
+    # Moving bytes from one part to the next makes another request.
+    assert request_fingerprint("POST", "/a", b"b", b"") != request_fingerprint(
+        "POST", "/ab", b"", b""
+    )
+    assert request_fingerprint("POST", "/a", b"", b"x") != request_fingerprint(
+        "POST", "/a", b"x", b""
+    )
+    assert request_fingerprint("PUT", "/a", b"", b"") != request_fingerprint("POST", "/a", b"", b"")
