@@ -4,6 +4,11 @@ The invoicer follows the ledger's notification log and the notifier the invoicer
 the same contract mappings and the same tracking as over Kafka; with no SMTP server configured
 the e-mails are written as ``.eml`` files to ``<data_dir>/outbox``. One HTTP app serves the
 ledger's and the invoicer's APIs and the process's metrics.
+
+An event a follower can never process (see :mod:`seatledger.consumer` for when that is
+decided) is written to ``<data_dir>/dead-letters/<follower>.jsonl`` (``invoicer``,
+``notifier``) and the follower goes on. ``/readyz`` fails with the check ``consumer:<name>``
+while a follower's event has been failing for longer than the retry policy's threshold.
 """
 
 from __future__ import annotations
@@ -19,6 +24,8 @@ from prometheus_client import CollectorRegistry
 
 from seatledger.audit.chain import ChainKeeper, JsonLinesPublisher
 from seatledger.config import Settings
+from seatledger.consumer import DEFAULT_RETRY, ConsumerMetrics, RetryPolicy
+from seatledger.follower import JsonLinesDeadLetters
 from seatledger.http import create_app
 from seatledger.logging import get_logger
 from seatledger.metrics import new_registry
@@ -91,18 +98,27 @@ def build_embedded(
     *,
     clock: Clock = utc_now,
     scheduler_interval_s: float = 30.0,
+    consumer_retry: RetryPolicy = DEFAULT_RETRY,
 ) -> EmbeddedProduct:
+    """Wire the product; ``consumer_retry`` is how both followers retry a failing event and
+    when they dead-letter it or report themselves stuck."""
     registry = registry or new_registry("seatledger")
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     ledger = build_ledger(
         settings, registry, clock=clock, scheduler_interval_s=scheduler_interval_s
     )
-    invoicer = build_invoicer(settings, registry, clock=clock)
+    invoicer = build_invoicer(settings, registry, clock=clock, retry=consumer_retry)
     notifier = build_notifier(settings, registry, clock=clock)
     supervisor = Supervisor(registry=registry)
     for name, work in invoicer.embedded_workers(ledger.app, ledger_to_cloud_event).items():
         supervisor.add(name, work)
-    for name, work in notifier.embedded_workers(invoicer.app).items():
+    notifier_dead_letters = JsonLinesDeadLetters(
+        settings.data_dir / "dead-letters" / "notifier.jsonl"
+    )
+    notifier_workers = notifier.embedded_workers(
+        invoicer.app, dead_letters=notifier_dead_letters, retry=consumer_retry
+    )
+    for name, work in notifier_workers.items():
         supervisor.add(name, work)
     for app_name in ("ledger", "invoicer", "notifier"):
         chain_keeper_worker(settings, app_name, supervisor)
@@ -116,6 +132,8 @@ def build_embedded(
         "invoicer_store": invoicer_store,
         "notifier_store": notifier.store_reachable,
         "workers": lambda: all(supervisor.alive().values()),
+        "consumer:invoicer": invoicer.consumer_healthy,
+        "consumer:notifier": lambda: ConsumerMetrics.of(registry).healthy("notifier"),
     }
     http_app = create_app(
         title="seatledger",

@@ -283,7 +283,7 @@ class NotificationLogFollower:
                 reason=ATTEMPTS_EXHAUSTED_REASON,
                 error=f"{count.attempts} attempts failed, the last with {count.last_error}",
                 position=position,
-                key=None,
+                key=str(notification.originator_id).encode(),
                 value=bytes(notification.state),
             )
             try:

@@ -25,8 +25,19 @@ from prometheus_client import CollectorRegistry
 
 from seatledger.auth import Authenticator
 from seatledger.config import Settings
-from seatledger.consumer import Handler, TrackedConsumer
-from seatledger.follower import DeadLetterSink, Mapper, NotificationLogFollower
+from seatledger.consumer import (
+    DEFAULT_RETRY,
+    ConsumerMetrics,
+    Handler,
+    RetryPolicy,
+    TrackedConsumer,
+)
+from seatledger.follower import (
+    DeadLetterSink,
+    JsonLinesDeadLetters,
+    Mapper,
+    NotificationLogFollower,
+)
 from seatledger.http import create_app
 from seatledger.kafka import (
     INVOICES_TOPIC,
@@ -50,6 +61,8 @@ APP_NAME = "invoicer"
 CONSUMER_GROUP = "seatledger-invoicer"
 #: The source name of the ledger's notification log in the embedded default.
 LEDGER_SOURCE = "ledger"
+#: The name of the invoicer's consumer (or follower) in metrics and readiness checks.
+NAME = "invoicer"
 
 Work = Callable[[threading.Event], None]
 
@@ -65,6 +78,8 @@ class Invoicer:
     registry: CollectorRegistry
     metrics: InvoicerMetrics
     handler: LedgerEventHandler
+    #: How the consumer or follower retries a failing ledger message (see seatledger.consumer).
+    retry: RetryPolicy = DEFAULT_RETRY
     _closers: list[Callable[[], object]] = field(default_factory=list)
 
     # -- inbound ------------------------------------------------------------------------------
@@ -85,7 +100,7 @@ class Invoicer:
         self,
         *,
         group_id: str | None = None,
-        name: str = "invoicer",
+        name: str = NAME,
         handler: Handler | None = None,
         **options: Any,
     ) -> TrackedConsumer:
@@ -102,7 +117,7 @@ class Invoicer:
             name=name,
             client_id=f"{self.settings.kafka_client_id}-invoicer",
             registry=self.registry,
-            **options,
+            **{"retry": self.retry, **options},
         )
 
     def follower(
@@ -122,10 +137,20 @@ class Invoicer:
             self.app.position,
             on_skipped=self.record_skipped,
             dead_letters=dead_letters,
-            name="invoicer",
+            name=NAME,
             registry=self.registry,
-            **options,
+            **{"retry": self.retry, **options},
         )
+
+    def dead_letter_file(self) -> JsonLinesDeadLetters:
+        """The embedded default's dead letters of the ledger's events:
+        ``<data_dir>/dead-letters/invoicer.jsonl``."""
+        return JsonLinesDeadLetters(self.settings.data_dir / "dead-letters" / f"{NAME}.jsonl")
+
+    def consumer_healthy(self) -> bool:
+        """False while the consumer (or follower) of the ledger's events is stuck: a message
+        has been failing for longer than the retry policy's ``stuck_after_s``."""
+        return ConsumerMetrics.of(self.registry).healthy(NAME)
 
     # -- outbound -----------------------------------------------------------------------------
 
@@ -212,6 +237,7 @@ class Invoicer:
         """The background work of the embedded default (``seatledger serve``): follow the
         ledger's notification log and sample the lag. Without a broker there is no relay:
         the notifier follows the invoicer's notification log the same way."""
+        follower_options.setdefault("dead_letters", self.dead_letter_file())
         follower = self.follower(ledger_app, ledger_mapper, **follower_options)
 
         def sample(stop: threading.Event) -> None:
@@ -236,7 +262,10 @@ class Invoicer:
             routers=[self.router()],
             registry=self.registry,
             authenticator=authenticator,
-            readiness_checks={"database": self._database_answers},
+            readiness_checks={
+                "database": self._database_answers,
+                f"consumer:{NAME}": self.consumer_healthy,
+            },
             service="invoicer",
         )
 
@@ -269,17 +298,19 @@ def build_invoicer(
     *,
     clock: Callable[[], datetime] = utc_now,
     env: dict[str, str] | None = None,
+    retry: RetryPolicy = DEFAULT_RETRY,
 ) -> Invoicer:
     """Wire the invoicer from ``settings``: its store (PostgreSQL schema ``invoicer`` or a
     SQLite file), the application, metrics and handler. ``env`` overrides eventsourcing
-    settings (tests)."""
+    settings (tests); ``retry`` is how a failing ledger message is retried and when it is
+    dead-lettered (see :mod:`seatledger.consumer`)."""
     app_env = application_env(settings.database_url, APP_NAME, settings.data_dir)
     app_env.update(env or {})
     ensure_postgres_schema(app_env)
     app = InvoicerApplication(app_env, number_prefix=settings.invoice_number_prefix, clock=clock)
     metrics = InvoicerMetrics(registry)
     handler = LedgerEventHandler(app, metrics)
-    return Invoicer(settings, app, registry, metrics, handler)
+    return Invoicer(settings, app, registry, metrics, handler, retry)
 
 
 def dead_letter_topic_of(settings: Settings) -> str:

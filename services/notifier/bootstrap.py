@@ -177,18 +177,29 @@ class Notifier:
 
         return {**self.workers(), "notifier-consumer": consume, "notifier-relay": relay}
 
-    def embedded_workers(self, invoicer_app: Any) -> dict[str, Callable[[threading.Event], None]]:
+    def embedded_workers(
+        self, invoicer_app: Any, **follower_options: Any
+    ) -> dict[str, Callable[[threading.Event], None]]:
         """``seatledger serve``: the sender and the follower of the invoicer's notification
         log, through the invoicer's own contract mapping (no relay: without a broker the
-        outcome events stay in the notifier's store)."""
+        outcome events stay in the notifier's store). ``follower_options`` go to the
+        follower (its dead-letter sink, its retry policy)."""
         from services.invoicer.contract import to_cloud_event as invoicer_mapper
 
-        follower = self.invoicer_follower(invoicer_app, invoicer_mapper)
+        follower = self.invoicer_follower(invoicer_app, invoicer_mapper, **follower_options)
         return {**self.workers(), "notifier-follower": follower.run}
 
     def readiness_checks(self, alive: Callable[[], dict[str, bool]]) -> dict[str, Any]:
-        """``store``: the database answers; ``workers``: every background worker runs."""
-        return {"store": self.store_reachable, "workers": lambda: all(alive().values())}
+        """``store``: the database answers; ``workers``: every background worker runs;
+        ``consumer:notifier``: no message has been failing for too long (not stuck)."""
+        from seatledger.consumer import ConsumerMetrics
+
+        consumers = ConsumerMetrics.of(self.registry)
+        return {
+            "store": self.store_reachable,
+            "workers": lambda: all(alive().values()),
+            "consumer:notifier": lambda: consumers.healthy("notifier"),
+        }
 
     # -- health ------------------------------------------------------------------------------
 
