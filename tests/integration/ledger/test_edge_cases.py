@@ -7,6 +7,7 @@ import time
 
 import pytest
 
+from seatledger.http.idempotency import request_fingerprint
 from tests.integration.ledger.conftest import CLOUD_BODY
 
 pytestmark = pytest.mark.integration
@@ -44,9 +45,7 @@ def test_the_same_key_still_in_flight_is_answered_409(ledger):
     body = b'{"seats": 5}'
     # Another node has claimed the key and not answered yet.
     store = ledger.components.idempotency
-    import hashlib
-
-    digest = hashlib.sha256(b"POST" + b"\0" + url.encode() + b"\0" + body).hexdigest()
+    digest = request_fingerprint("POST", url, b"", body)
     assert store.claim("owner-1", "purchase-3", digest).outcome == "new"
     response = ledger.client.post(
         url,

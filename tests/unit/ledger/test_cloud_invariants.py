@@ -19,10 +19,12 @@ from services.ledger.domain import (
     InvalidBillingEmail,
     InvalidContract,
     InvalidSeatReduction,
+    InvalidUserId,
     LicenseAlreadyHeld,
     LicenseNotHeld,
     NoFreeSeat,
     SeatsMustGrow,
+    UnbillableContract,
     UnknownRightsGroup,
     UnlicensedRightsGroup,
 )
@@ -258,3 +260,89 @@ def test_a_quote_expires_after_its_ttl_or_at_local_midnight_whichever_is_first()
     assert quote_expiry(noon, "Europe/Berlin", 900) == noon + timedelta(minutes=15)
     late = datetime(2026, 3, 10, 22, 50, tzinfo=UTC)  # 23:50 in Berlin
     assert quote_expiry(late, "Europe/Berlin", 900) == datetime(2026, 3, 10, 23, 0, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"term_start": date(9999, 12, 16)}, "term start"),
+        ({"term_start": date(1999, 12, 31)}, "term start"),
+        ({"seat_price": Decimal("1" * 21)}, "seat price"),
+        ({"seat_price": Decimal("0E-5000000")}, "seat price"),
+        ({"tax_rate": Decimal("0E-5000000")}, "tax rate"),
+        ({"time_zone": "localtime"}, "IANA"),
+        ({"time_zone": "right/UTC"}, "IANA"),
+        ({"owner_id": "a/b"}, "owner id"),
+        ({"name": "Acme\x00"}, "name"),
+    ],
+)
+def test_the_domain_refuses_terms_outside_the_field_rules(changes, message):
+    with pytest.raises(InvalidContract, match=message):
+        open_cloud(**changes)
+
+
+@pytest.mark.parametrize("address", ["a,b@example.com", "a(b)@example.com", "a\x01b@x.example"])
+def test_the_domain_refuses_undeliverable_billing_addresses(address):
+    with pytest.raises(InvalidBillingEmail):
+        open_cloud(billing_email=address)
+    cloud = open_cloud()
+    drain(cloud)
+    with pytest.raises(InvalidBillingEmail):
+        cloud.change_billing_email(billing_email=address, actor=OWNER, at=T0)
+    assert drain(cloud) == []
+
+
+@pytest.mark.parametrize("user_id", ["a/b", "../x", " ", ""])
+def test_a_new_license_needs_a_user_id_of_the_rule(user_id):
+    cloud = open_cloud()
+    drain(cloud)
+    with pytest.raises(InvalidUserId):
+        cloud.assign_license(user_id=user_id, rights_group="employee", actor=OWNER, at=T0)
+    assert drain(cloud) == []
+
+
+def _recorded_by_an_older_release(**changes: Any) -> Cloud:
+    cloud: Cloud = Cloud._create(
+        Cloud.ContractOpened,
+        id=uuid.uuid4(),
+        timestamp=T0,
+        terms=terms(**changes),
+        seats=3,
+        licensed_rights_groups=("admin", "employee"),
+        first_period_index=0,
+        actor=OWNER,
+    )
+    drain(cloud)
+    return cloud
+
+
+def test_a_cloud_whose_periods_overflow_refuses_every_command_as_unbillable():
+    cloud = _recorded_by_an_older_release(term_start=date(9999, 12, 16))
+    with pytest.raises(UnbillableContract, match="9999-12-16"):
+        _ = cloud.current_period
+    with pytest.raises(UnbillableContract):
+        cloud.renew_due(at=T0)
+    with pytest.raises(UnbillableContract):
+        cloud.increase_seats(seats=4, actor=OWNER, at=T0)
+    with pytest.raises(UnbillableContract):
+        cloud.as_at(T0)
+    assert drain(cloud) == []
+
+
+def test_a_license_recorded_for_an_odd_id_by_an_older_release_is_released():
+    cloud = _recorded_by_an_older_release()
+    cloud.trigger_event(
+        Cloud.LicenseAssigned,
+        timestamp=T0,
+        user_id="a/b",
+        rights_group="employee",
+        licenses_assigned=1,
+        seats=3,
+        actor=OWNER,
+    )
+    drain(cloud)
+    assert cloud.set_rights_group(user_id="a/b", rights_group="admin", actor=OWNER, at=T0) == (
+        "changed"
+    )
+    cloud.release_license(user_id="a/b", actor=OWNER, at=T0, rights_group="guest")
+    assert cloud.licenses == {}
