@@ -1,0 +1,132 @@
+"""Idempotency keys in the real databases: a key left in flight by a killed process is taken
+over within seconds, and a key whose release the database refused is released once it answers
+again (a 5xx never leaves a key in flight)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import psycopg
+import structlog
+
+from seatledger.http import IdempotencyStore, SqlDatabase
+from seatledger.http.idempotency import StoredResponse
+
+CLAIMER = textwrap.dedent(
+    """
+    import json, sys, time
+    from seatledger.http import IdempotencyStore, SqlDatabase
+    store = IdempotencyStore(SqlDatabase(json.loads(sys.argv[1])))
+    print(store.claim("owner-1", "k-crash", "fp").outcome, flush=True)
+    time.sleep(600)
+    """
+)
+
+
+def _pending_key_of_a_killed_process(store_env: dict[str, str]) -> tuple[float, IdempotencyStore]:
+    store = IdempotencyStore(SqlDatabase(store_env))
+    store.create_table()
+    child = subprocess.Popen(
+        [sys.executable, "-c", CLAIMER, json.dumps(store_env)],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=os.getcwd(),
+    )
+    try:
+        assert child.stdout is not None
+        assert child.stdout.readline().strip() == "new"
+        time.sleep(3)  # alive and beating: its key is in flight
+        assert store.claim("owner-1", "k-crash", "fp").outcome == "in_flight"
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+    return time.monotonic(), store
+
+
+def test_a_key_in_flight_of_a_killed_process_is_taken_over_within_seconds(store_env):
+    killed_at, store = _pending_key_of_a_killed_process(store_env)
+    try:
+        outcome = store.claim("owner-1", "k-crash", "fp").outcome
+        while outcome == "in_flight" and time.monotonic() - killed_at < 30:
+            time.sleep(0.25)
+            outcome = store.claim("owner-1", "k-crash", "fp").outcome
+        took = time.monotonic() - killed_at
+        assert outcome == "new"
+        # The documented bound: a heartbeat older than 10 s (beats every 2 s), far below the
+        # 60 s last resort.
+        assert took <= store.dead_after_s + 2.5, took
+        # Taken over once: the next retry finds it in flight with its new owner.
+        assert store.claim("owner-1", "k-crash", "fp").outcome == "in_flight"
+        store.complete("owner-1", "k-crash", StoredResponse(201, [], b"{}"))
+        assert store.claim("owner-1", "k-crash", "fp").outcome == "replay"
+    finally:
+        store.stop()
+        store.db.close()
+
+
+def test_a_key_of_a_killed_process_is_not_taken_for_another_request(store_env):
+    _, store = _pending_key_of_a_killed_process(store_env)
+    try:
+        time.sleep(store.dead_after_s + 1)
+        assert store.claim("owner-1", "k-crash", "other-fp").outcome == "mismatch"
+    finally:
+        store.stop()
+        store.db.close()
+
+
+def _terminate_connections(admin_url: str, dbname: str) -> int:
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        rows = conn.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE datname = %s AND pid <> pg_backend_pid()",
+            (dbname,),
+        ).fetchall()
+    return len(rows)
+
+
+def test_a_release_refused_by_the_database_is_retried_until_the_key_is_free(
+    postgres_admin_url, postgres_url, tmp_path
+):
+    from seatledger.persistence import application_env, ensure_postgres_schema
+
+    env = application_env(postgres_url, "ledger", tmp_path)
+    ensure_postgres_schema(env)
+    store = IdempotencyStore(SqlDatabase(env))
+    store.create_table()
+    try:
+        assert store.claim("owner-1", "k-500", "fp").outcome == "new"
+        dbname = postgres_url.rsplit("/", 1)[1]
+        # The pool's connections die under it (as in a database restart): the next statement
+        # on one of them fails.
+        assert _terminate_connections(postgres_admin_url, dbname) >= 1
+        with psycopg.connect(postgres_admin_url, autocommit=True) as conn:
+            conn.execute(f'ALTER DATABASE "{dbname}" ALLOW_CONNECTIONS false')
+        try:
+            # The request was answered 500: its key must become free again.
+            with structlog.testing.capture_logs() as logged:
+                store.settle_or_retry("owner-1", "k-500", None)
+            assert [e["event"] for e in logged] == ["idempotency_settle_deferred"]
+            time.sleep(1.0)
+        finally:
+            with psycopg.connect(postgres_admin_url, autocommit=True) as conn:
+                conn.execute(f'ALTER DATABASE "{dbname}" ALLOW_CONNECTIONS true')
+        other = IdempotencyStore(SqlDatabase(env))
+        try:
+            deadline = time.monotonic() + 15
+            outcome = other.claim("owner-1", "k-500", "fp").outcome
+            while outcome == "in_flight" and time.monotonic() < deadline:
+                time.sleep(0.25)
+                outcome = other.claim("owner-1", "k-500", "fp").outcome
+            assert outcome == "new"  # released, not left in flight for the 60 s fallback
+        finally:
+            other.stop()
+            other.db.close()
+    finally:
+        store.stop()
+        store.db.close()
