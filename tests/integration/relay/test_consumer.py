@@ -356,3 +356,65 @@ def test_a_message_that_keeps_failing_holds_back_only_its_own_partition(
     assert order[:3] == [e.id for e in free_events]  # not held back by the other partition
     assert order[3:] == [e.id for e in stuck_events]  # in order, each once
     assert sink.seen(stuck) == [e.id for e in stuck_events]
+
+
+def test_a_message_failing_for_its_own_reason_is_dead_lettered_after_its_attempts(
+    postgres_url: str, kafka_bootstrap: str, new_topic, group_id: str, tmp_path: Path
+) -> None:
+    topic = new_topic("consume-bounded", partitions=1)
+    dlq = new_topic("consume-bounded-dlq", partitions=1)
+    cloud = str(uuid.uuid4())
+    first, broken, last = _event(cloud, 1), _event(cloud, 2, "bug-me"), _event(cloud, 2)
+    _produce(kafka_bootstrap, topic, [(cloud, e.to_json_bytes()) for e in (first, broken, last)])
+    sink = tally_app(postgres_url, tmp_path)
+    processed: list[str] = []
+    attempts: list[int] = []
+    tally = _tally_handler(sink, processed)
+
+    def handle(cloud_event: CloudEvent, data: EventData, position: Position) -> None:
+        if isinstance(data, LicenseAssigned) and data.user_id == "bug-me":
+            attempts.append(position.offset)
+            raise ValueError("year 10000 is out of range")  # the same on every attempt
+        tally(cloud_event, data, position)
+
+    registry = CollectorRegistry()
+    retry = RetryPolicy(initial_s=0.2, max_s=0.2, max_attempts=4, stuck_after_s=0.3)
+    consumer = TrackedConsumer(
+        kafka_bootstrap,
+        group_id,
+        [topic],
+        handle,
+        sink.position,
+        on_skipped=sink.save_tracked,
+        dead_letter_topic_of=lambda _: dlq,
+        registry=registry,
+        name="tally",
+        retry=retry,
+    )
+    stuck_seen = False
+    try:
+        deadline = time.monotonic() + 60
+        while len(processed) < 2:
+            assert time.monotonic() < deadline, "timed out"
+            consumer.poll_once(0.1)
+            stuck_seen = stuck_seen or consumer.stuck
+        assert not consumer.stuck
+    finally:
+        consumer.close()
+
+    assert stuck_seen  # failing for longer than 0.3 s: reported stuck meanwhile
+    assert attempts == [1] * retry.max_attempts
+    assert processed == [first.id, last.id]
+    assert sink.position(f"{topic}:0") == 2
+    (letter,) = read_all(kafka_bootstrap, dlq, 1, idle_s=0.5)
+    headers = {k: v.decode() for k, v in letter.headers()}
+    assert headers["dlq_reason"] == "attempts_exhausted"
+    assert headers["dlq_source_offset"] == "1"
+    assert "year 10000 is out of range" in headers["dlq_error"]
+    assert letter.value() == broken.to_json_bytes()
+    dead = registry.get_sample_value(
+        "seatledger_consumer_dead_lettered_total",
+        {"consumer": "tally", "reason": "attempts_exhausted"},
+    )
+    assert dead == 1
+    assert registry.get_sample_value("seatledger_consumer_stuck", {"consumer": "tally"}) == 0
