@@ -106,9 +106,16 @@ def serve_until_stopped(
     on_start: Callable[[], None] = lambda: None,
     on_ready: Callable[[uvicorn.Server], None] = lambda server: None,
     on_stop: Callable[[], None] = lambda: None,
-    header_timeout_s: float = DEFAULT_HEADER_TIMEOUT_S,
+    settings: Settings | None = None,
 ) -> int:
-    """Serve until stopped; the exit status (1 when a worker did not stop in time)."""
+    """Serve until stopped; the exit status (1 when a worker did not stop in time).
+
+    ``settings`` give the bounds of requests (``SEATLEDGER_HTTP_*``); without them, the
+    defaults."""
+    header_timeout_s = DEFAULT_HEADER_TIMEOUT_S
+    if settings is not None:
+        header_timeout_s = settings.http_header_timeout_s
+        apply_request_limits(app, settings)
     server = uvicorn.Server(
         server_config(app, host=host, port=port, lifespan="on", header_timeout_s=header_timeout_s)
     )
