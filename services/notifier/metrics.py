@@ -39,6 +39,12 @@ class NotifierMetrics:
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
             registry=registry,
         )
+        self.leases_lost = Counter(
+            "seatledger_notifier_leases_lost_total",
+            "Attempts whose sender gave its lease up (could not renew it in time, or found the "
+            "attempt taken over) and cut the hand-over in progress",
+            registry=registry,
+        )
         self.oldest_unsent = Gauge(
             "seatledger_notifier_oldest_unsent_invoice_age_seconds",
             "Age of the oldest issued invoice whose e-mail is not sent yet (0 if none)",
@@ -69,3 +75,6 @@ class NotifierMetrics:
         self.emails.labels(outcome=outcome).inc()
         if seconds > 0:
             self.smtp_seconds.labels(outcome=outcome).observe(seconds)
+
+    def lease_lost(self) -> None:
+        self.leases_lost.inc()

@@ -74,9 +74,14 @@ class SenderObserver(Protocol):
 
     def attempt_finished(self, outcome: str, reason: str | None, seconds: float) -> None: ...
 
+    def lease_lost(self) -> None: ...
+
 
 class _NoObserver:
     def attempt_finished(self, outcome: str, reason: str | None, seconds: float) -> None:
+        return None
+
+    def lease_lost(self) -> None:
         return None
 
 
@@ -181,7 +186,12 @@ class LeaseKeeper:
     """
 
     def __init__(
-        self, app: NotifierApplication, delivery: Delivery, lease: timedelta, clock: Clock
+        self,
+        app: NotifierApplication,
+        delivery: Delivery,
+        lease: timedelta,
+        clock: Clock,
+        on_lost: Callable[[], None] | None = None,
     ) -> None:
         if delivery.lease_until is None:
             raise ValueError("the delivery is not in an attempt")
@@ -198,6 +208,7 @@ class LeaseKeeper:
         #: A renewal failed in the store: whether it was saved is unknown, so the delivery is
         #: loaded again before the next change.
         self.uncertain = False
+        self._on_lost = on_lost
         self._aborts: list[Callable[[], None]] = []
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -275,6 +286,8 @@ class LeaseKeeper:
         )
         for abort in aborts:
             abort()
+        if self._on_lost is not None:
+            self._on_lost()
 
     def _renew(self) -> None:
         while not self.lost and not self._stop.wait(self.renew_every.total_seconds()):
@@ -381,7 +394,9 @@ class Sender:
             cloud_id=str(claimed.cloud_id),
             attempt=claimed.attempts,
         )
-        keeper = LeaseKeeper(self.app, claimed, self.lease, self.clock).start()
+        keeper = LeaseKeeper(
+            self.app, claimed, self.lease, self.clock, self.observer.lease_lost
+        ).start()
         try:
             result = self._attempt(claimed, keeper, bound)
         finally:

@@ -154,6 +154,7 @@ def test_a_sender_whose_store_stops_answering_cuts_the_hand_over_before_its_leas
     assert smtp_handler.messages() == []  # nothing was handed over
     delivery = sender_b.app.find(delivery_id)
     assert delivery.failure_reason == "lease_lost"
+    assert sender_a.registry.get_sample_value("seatledger_notifier_leases_lost_total") == 1
 
     deadline = time.monotonic() + 30
     while sender_b.app.find(delivery_id).state != "sent":

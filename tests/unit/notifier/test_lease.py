@@ -96,7 +96,7 @@ def test_a_renewal_after_another_sender_took_the_attempt_over_loses_the_lease_an
     notifier, clock
 ):
     delivery = claimed(notifier, clock)
-    keeper = LeaseKeeper(notifier.app, delivery, LEASE, clock)
+    keeper = LeaseKeeper(notifier.app, delivery, LEASE, clock, notifier.sender.observer.lease_lost)
     aborted = []
     keeper.on_lost(lambda: aborted.append("cut"))
 
@@ -106,6 +106,7 @@ def test_a_renewal_after_another_sender_took_the_attempt_over_loses_the_lease_an
 
     assert keeper.lost
     assert aborted == ["cut"]
+    assert notifier.registry.get_sample_value("seatledger_notifier_leases_lost_total") == 1
     with pytest.raises(LeaseLost):
         keeper.check()
     assert keeper.finish() is None  # the outcome belongs to the sender that took over
