@@ -101,4 +101,4 @@ def test_an_unknown_event_type_is_never_turned_into_a_message(
     with pytest.raises(UnpublishableNotification) as raised:
         map_notifications(Identity(), mapper, validate, EVENTS)  # type: ignore[arg-type]
     assert isinstance(raised.value.error, UnknownEventType)
-    assert raised.value.notification is EVENTS[0]
+    assert raised.value.notification is EVENTS[0]  # type: ignore[comparison-overlap]
