@@ -126,10 +126,12 @@ def test_a_sender_whose_store_stops_answering_cuts_the_hand_over_before_its_leas
     delivery_id = delivery_id_for(invoice.invoice_id)
 
     with psycopg.connect(postgres_url) as blocker:
-        (table,) = blocker.execute(
+        row = blocker.execute(
             "SELECT tablename FROM pg_tables WHERE schemaname = 'notifier'"
             " AND tablename LIKE '%events'"
         ).fetchone()
+        assert row is not None, "the notifier's events table"
+        (table,) = row
         blocker.commit()
         thread, outcome = in_background(lambda: sender_a.sender.process(delivery_id))
         assert smtp_handler.reached.wait(10), "the message never reached RCPT"
