@@ -65,6 +65,7 @@ from services.ledger.application import (
     OpenCloud,
     Quote,
     QuoteNotHonoured,
+    request_identity,
 )
 from services.ledger.contract import to_cloud_event
 from services.ledger.domain import Actor, Cloud, ContractTerms
@@ -188,6 +189,16 @@ def _wait(
             "the command was not answered in time; retry with the same Idempotency-Key",
             headers={"Retry-After": "1"},
         ) from exc
+
+
+def request_key_of(request: Request) -> str | None:
+    """The identity recorded with a purchase or reduction made under an ``Idempotency-Key``
+    (a digest of the caller's subject and the key), so a retry after a crash is answered with
+    the committed result."""
+    pending = pending_key(request.scope)
+    if pending is None:
+        return None
+    return request_identity(pending.principal, pending.key)
 
 
 def _renderer(
@@ -702,7 +713,12 @@ def build_router(service: LedgerService, authenticator: Authenticator) -> APIRou
         result = _wait(
             service,
             service.submit_purchase(
-                cloud_id, body.seats, actor_of(principal), body.quote_id, authorize=check
+                cloud_id,
+                body.seats,
+                actor_of(principal),
+                body.quote_id,
+                authorize=check,
+                request_key=request_key_of(request),
             ),
             request,
             purchase_view,
@@ -723,6 +739,7 @@ def build_router(service: LedgerService, authenticator: Authenticator) -> APIRou
                 body.seats,
                 actor_of(principal),
                 authorize=guarded(principal, owner=True, scopes=()),
+                request_key=request_key_of(request),
             ),
             request,
             cloud_view,

@@ -16,6 +16,7 @@ Metrics observe from outside through :class:`LedgerObserver`.
 from __future__ import annotations
 
 import copy
+import hashlib
 import queue
 import threading
 import time
@@ -535,6 +536,15 @@ class CloudIndex:
 # The use cases.
 
 
+def request_identity(principal: str, key: str) -> str:
+    """The identity of a request under an ``Idempotency-Key``, recorded with its event: a
+    SHA-256 of the caller's subject and the key (the key itself is never stored)."""
+    digest = hashlib.sha256()
+    for part in (principal.encode(), key.encode()):
+        digest.update(len(part).to_bytes(8, "big") + part)
+    return digest.hexdigest()
+
+
 def snapshot(cloud: Cloud) -> Cloud:
     """A copy of ``cloud`` for answering: the committer goes on changing the original."""
     copied = copy.copy(cloud)
@@ -643,12 +653,22 @@ class LedgerService:
         cloud_id: UUID,
         change: Callable[[Cloud, datetime], Any],
         authorize: Authorize | None = None,
+        *,
+        replay: Callable[[Cloud], Any] | None = None,
     ) -> Future[Any]:
+        """Run ``change`` on the cloud (after authorizing and recording the renewals due).
+        ``replay`` answers first when it returns a result (not None): the request was
+        committed before, nothing is run or recorded again."""
+
         def command(cloud: Cloud | None, now: datetime) -> tuple[Cloud | None, Any]:
             if cloud is None:
                 raise CloudNotFound(f"no cloud {cloud_id}")
             if authorize is not None:
                 authorize(cloud)
+            if replay is not None:
+                replayed = replay(cloud)
+                if replayed is not None:
+                    return cloud, replayed
             cloud.renew_due(at=now)
             result = change(cloud, now)
             return cloud, result
@@ -663,15 +683,18 @@ class LedgerService:
         quote_id: UUID | None = None,
         *,
         authorize: Authorize | None = None,
+        request_key: str | None = None,
     ) -> Future[tuple[Cloud, Cloud.SeatsIncreased]]:
-        """Buy seats; the result is the cloud and its new ``SeatsIncreased`` event."""
+        """Buy seats; the result is the cloud and its new ``SeatsIncreased`` event.
+
+        ``request_key`` (:func:`request_identity` of the caller and its ``Idempotency-Key``)
+        is recorded with the event; a purchase whose key the cloud has recorded already is
+        answered with that committed purchase (the cloud as it was then and its event)."""
         quote = self.quotes.get(quote_id) if quote_id is not None else None
-        if quote_id is not None and (quote is None or quote.cloud_id != cloud_id):
-            failed: Future[tuple[Cloud, Cloud.SeatsIncreased]] = Future()
-            failed.set_exception(QuoteNotHonoured("no such quote for this cloud"))
-            return failed
 
         def change(cloud: Cloud, now: datetime) -> tuple[Cloud, Cloud.SeatsIncreased]:
+            if quote_id is not None and (quote is None or quote.cloud_id != cloud_id):
+                raise QuoteNotHonoured("no such quote for this cloud")
             honoured = None
             if quote is not None:
                 if now >= quote.expires_at:
@@ -685,21 +708,58 @@ class LedgerService:
                 ):
                     raise QuoteNotHonoured("the cloud changed since the quote; ask for a new one")
                 honoured = HonouredQuote(quote.quote_id, quote.charge_date, quote.net)
-            cloud.increase_seats(seats=seats, actor=actor, at=now, quote=honoured)
+            cloud.increase_seats(
+                seats=seats, actor=actor, at=now, quote=honoured, request_key=request_key
+            )
             event = cloud.pending_events[-1]
             assert isinstance(event, Cloud.SeatsIncreased)
             return snapshot(cloud), event
 
-        return self._on_cloud("purchase_seats", cloud_id, change, authorize)
+        def replay(cloud: Cloud) -> tuple[Cloud, Cloud.SeatsIncreased] | None:
+            committed = self._committed(cloud, request_key)
+            if committed is None:
+                return None
+            then, event = committed
+            assert isinstance(event, Cloud.SeatsIncreased)
+            return then, event
+
+        return self._on_cloud("purchase_seats", cloud_id, change, authorize, replay=replay)
 
     def submit_reduction(
-        self, cloud_id: UUID, seats: int, actor: Actor, *, authorize: Authorize | None = None
+        self,
+        cloud_id: UUID,
+        seats: int,
+        actor: Actor,
+        *,
+        authorize: Authorize | None = None,
+        request_key: str | None = None,
     ) -> Future[Cloud]:
+        """Schedule a reduction; ``request_key`` as for :meth:`submit_purchase` (a committed
+        reduction answers the cloud as it was after it)."""
+
         def change(cloud: Cloud, now: datetime) -> Cloud:
-            cloud.schedule_reduction(seats=seats, actor=actor, at=now)
+            cloud.schedule_reduction(seats=seats, actor=actor, at=now, request_key=request_key)
             return snapshot(cloud)
 
-        return self._on_cloud("schedule_reduction", cloud_id, change, authorize)
+        def replay(cloud: Cloud) -> Cloud | None:
+            committed = self._committed(cloud, request_key)
+            return None if committed is None else committed[0]
+
+        return self._on_cloud("schedule_reduction", cloud_id, change, authorize, replay=replay)
+
+    def _committed(self, cloud: Cloud, request_key: str | None) -> tuple[Cloud, Any] | None:
+        """The cloud as it was after the event recorded by ``request_key`` and that event, or
+        None when the cloud recorded no such request (two reads, only on a retry)."""
+        if request_key is None:
+            return None
+        version = cloud.committed_request(request_key)
+        if version is None:
+            return None
+        then: Any = self.app.repository.get(cloud.id, version=version)
+        events = list(self.app.events.get(cloud.id, gt=version - 1, lte=version))
+        if not events:  # pragma: no cover - the version was read from the stored events
+            return None
+        return then, events[0]
 
     def submit_assign(
         self,

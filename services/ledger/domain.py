@@ -13,6 +13,7 @@ period arithmetic is delegated to :mod:`seatledger.billing`. Nothing here does I
 from __future__ import annotations
 
 import copy
+from collections import OrderedDict
 from dataclasses import dataclass, replace
 from datetime import date, datetime
 from decimal import Decimal
@@ -45,6 +46,8 @@ from seatledger.billing import (
 )
 
 UNLICENSED_RIGHTS_GROUPS = frozenset({"guest"})
+#: How many recent request identities a cloud remembers (see ``Cloud.committed_request``).
+REQUEST_KEYS_KEPT = 1000
 DEFAULT_LICENSED_RIGHTS_GROUPS = ("admin", "employee")
 LOCALES = ("de", "en")
 
@@ -180,6 +183,18 @@ class HonouredQuote:
     net: Decimal
 
 
+def _remember_request(aggregate: Any, request_key: str | None, version: int) -> None:
+    """Keep ``request_key`` -> ``version`` among the cloud's recent request identities."""
+    if request_key is None:
+        return
+    keys = getattr(aggregate, "request_keys", None)
+    if keys is None:  # a cloud restored from state older than this map
+        keys = aggregate.request_keys = OrderedDict()
+    keys[request_key] = version
+    while len(keys) > REQUEST_KEYS_KEPT:
+        keys.popitem(last=False)
+
+
 def _rule(error: type[LedgerError], what: str, check: Any, value: Any) -> None:
     """Run a field rule; its refusal becomes ``error`` naming ``what``."""
     try:
@@ -232,9 +247,13 @@ class Cloud(Aggregate):
         terms: ContractTerms
         quote: HonouredQuote | None
         actor: Actor
+        #: The identity of the request that recorded it (a digest of the caller's subject and
+        #: ``Idempotency-Key``, never the key); None without a key or when recorded earlier.
+        request_key: str | None = None
 
         def apply(self, aggregate: Any) -> None:
             aggregate.seats = self.seats_after
+            _remember_request(aggregate, self.request_key, self.originator_version)
 
     class LicenseAssigned(Aggregate.Event):
         user_id: str
@@ -295,9 +314,12 @@ class Cloud(Aggregate):
         seats_current: int
         effective_date: date
         actor: Actor
+        #: As ``SeatsIncreased.request_key``.
+        request_key: str | None = None
 
         def apply(self, aggregate: Any) -> None:
             aggregate.scheduled_reduction = self.seats
+            _remember_request(aggregate, self.request_key, self.originator_version)
 
     class BillingEmailChanged(Aggregate.Event):
         billing_email: str
@@ -323,6 +345,8 @@ class Cloud(Aggregate):
         self.period_index = first_period_index
         self.licenses: dict[str, str] = {}
         self.scheduled_reduction: int | None = None
+        #: Recent request identities -> the version of the event they recorded.
+        self.request_keys: OrderedDict[str, int] = OrderedDict()
 
     # ---- commands -----------------------------------------------------------------------
 
@@ -428,9 +452,11 @@ class Cloud(Aggregate):
         actor: Actor,
         at: datetime,
         quote: HonouredQuote | None = None,
+        request_key: str | None = None,
     ) -> None:
         """Buy seats: raise the total to ``seats``. With a quote, its pinned charge date and
-        net are honoured (the caller has checked that the quote is valid)."""
+        net are honoured (the caller has checked that the quote is valid). ``request_key``
+        (see :meth:`committed_request`) is recorded with the event."""
         charge_date = quote.charge_date if quote is not None else self.charge_date_at(at)
         proration = self.quote(seats=seats, charge_date=charge_date)
         period = self.current_period
@@ -446,9 +472,12 @@ class Cloud(Aggregate):
             terms=self.terms,
             quote=quote,
             actor=actor,
+            request_key=request_key,
         )
 
-    def schedule_reduction(self, *, seats: int, actor: Actor, at: datetime) -> None:
+    def schedule_reduction(
+        self, *, seats: int, actor: Actor, at: datetime, request_key: str | None = None
+    ) -> None:
         """Reduce the seats from the next period start on (never below the licenses assigned
         then: the renewal records both the requested and the applied count)."""
         if seats < 1:
@@ -464,6 +493,7 @@ class Cloud(Aggregate):
             seats_current=self.seats,
             effective_date=self.current_period.end,
             actor=actor,
+            request_key=request_key,
         )
 
     def assign_license(
@@ -602,6 +632,12 @@ class Cloud(Aggregate):
         copied.renew_due(at=at)
         copied._pending_events = []
         return copied
+
+    def committed_request(self, request_key: str) -> int | None:
+        """The version of the event recorded by the request ``request_key`` (one of the last
+        :data:`REQUEST_KEYS_KEPT` purchases and reductions of this cloud), else None."""
+        keys: dict[str, int] | None = getattr(self, "request_keys", None)
+        return None if keys is None else keys.get(request_key)
 
     def local_today(self, at: datetime) -> date:
         return local_date(at, self.terms.time_zone)

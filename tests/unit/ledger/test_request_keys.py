@@ -1,0 +1,92 @@
+"""A cloud remembers which requests recorded its purchases and reductions (a digest of the
+caller and its Idempotency-Key, kept with the event), so a retry after a crash is answered with
+the committed result; events recorded before this field read back without it."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import UTC, datetime
+
+from eventsourcing.persistence import StoredEvent
+
+from services.ledger.application import Ledger, request_identity
+from services.ledger.domain import REQUEST_KEYS_KEPT, Actor, Cloud
+from tests.unit.ledger.builders import terms
+
+OWNER = Actor("user", "owner-1")
+T0 = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
+
+
+def a_cloud() -> Cloud:
+    return Cloud.open(cloud_id=uuid.uuid4(), terms=terms(), seats=3, actor=OWNER, at=T0)
+
+
+def test_a_purchase_and_a_reduction_record_their_request_and_its_version():
+    cloud = a_cloud()
+    key = request_identity("owner-1", "buy-1")
+    cloud.increase_seats(seats=5, actor=OWNER, at=T0, request_key=key)
+    assert cloud.committed_request(key) == cloud.version
+    cloud.schedule_reduction(seats=4, actor=OWNER, at=T0, request_key="r" * 64)
+    assert cloud.committed_request("r" * 64) == cloud.version
+    assert cloud.committed_request(request_identity("owner-1", "other")) is None
+    events = list(cloud.collect_events())
+    assert events[1].request_key == key
+
+
+def test_the_identity_depends_on_the_caller_and_the_key_and_hides_the_key():
+    one = request_identity("owner-1", "k")
+    assert one == request_identity("owner-1", "k")
+    assert one != request_identity("owner-2", "k")
+    assert one != request_identity("owner-1", "k2")
+    # No ambiguity from concatenation.
+    assert request_identity("ab", "c") != request_identity("a", "bc")
+    assert len(one) == 64
+    int(one, 16)  # a hex SHA-256 digest
+
+
+def test_only_the_most_recent_requests_are_kept():
+    cloud = a_cloud()
+    for n in range(REQUEST_KEYS_KEPT + 5):
+        cloud.increase_seats(seats=4 + n, actor=OWNER, at=T0, request_key=f"key-{n}")
+    assert cloud.committed_request("key-0") is None
+    assert cloud.committed_request("key-4") is None
+    assert cloud.committed_request("key-5") is not None
+    assert len(cloud.request_keys) == REQUEST_KEYS_KEPT
+
+
+def test_the_keys_are_rebuilt_from_the_stored_events():
+    app = Ledger()
+    cloud = a_cloud()
+    cloud.increase_seats(seats=5, actor=OWNER, at=T0, request_key="k-1")
+    app.save(cloud)
+    loaded = app.repository.get(cloud.id)
+    assert isinstance(loaded, Cloud)
+    assert loaded.committed_request("k-1") == 2
+
+
+def test_a_purchase_stored_before_the_field_existed_still_loads():
+    app = Ledger()
+    cloud = a_cloud()
+    cloud.increase_seats(seats=5, actor=OWNER, at=T0)
+    app.save(cloud)
+    stored = app.recorder.select_events(cloud.id)
+    older: list[StoredEvent] = []
+    for event in stored:
+        state = json.loads(event.state)
+        assert state.pop("request_key", "absent") in ("absent", None)
+        older.append(
+            StoredEvent(
+                originator_id=event.originator_id,
+                originator_version=event.originator_version,
+                topic=event.topic,
+                state=json.dumps(state).encode(),
+            )
+        )
+    aggregate = None
+    for event in map(app.mapper.to_domain_event, older):
+        aggregate = event.mutate(aggregate)
+    assert isinstance(aggregate, Cloud)
+    assert aggregate.seats == 5
+    assert aggregate.committed_request("anything") is None
+    assert app.mapper.to_domain_event(older[1]).request_key is None
