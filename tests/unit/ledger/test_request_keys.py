@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import uuid
 from datetime import UTC, datetime
+from typing import Any
 
 from eventsourcing.persistence import StoredEvent
 
@@ -30,7 +31,7 @@ def test_a_purchase_and_a_reduction_record_their_request_and_its_version():
     cloud.schedule_reduction(seats=4, actor=OWNER, at=T0, request_key="r" * 64)
     assert cloud.committed_request("r" * 64) == cloud.version
     assert cloud.committed_request(request_identity("owner-1", "other")) is None
-    events = list(cloud.collect_events())
+    events: list[Any] = list(cloud.collect_events())
     assert events[1].request_key == key
 
 
@@ -83,10 +84,13 @@ def test_a_purchase_stored_before_the_field_existed_still_loads():
                 state=json.dumps(state).encode(),
             )
         )
-    aggregate = None
-    for event in map(app.mapper.to_domain_event, older):
-        aggregate = event.mutate(aggregate)
+    aggregate: Any = None
+    for stored_event in older:
+        loaded: Any = app.mapper.to_domain_event(stored_event)
+        mutate: Any = loaded.mutate
+        aggregate = mutate(aggregate)
     assert isinstance(aggregate, Cloud)
     assert aggregate.seats == 5
     assert aggregate.committed_request("anything") is None
-    assert app.mapper.to_domain_event(older[1]).request_key is None
+    purchase: Any = app.mapper.to_domain_event(older[1])
+    assert purchase.request_key is None
