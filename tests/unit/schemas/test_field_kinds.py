@@ -4,6 +4,7 @@ is refused, by the check function and by the pydantic type alike."""
 from __future__ import annotations
 
 import string
+import uuid
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -38,6 +39,7 @@ from schemas.fields import (
     check_time_zone,
     time_zone_names,
 )
+from schemas.ledger import QuoteHonoured
 from seatledger.billing import BillingPeriod, period_at
 
 
@@ -468,3 +470,19 @@ def test_the_json_schema_states_each_rule() -> None:
     assert "2000 to 2199" in schema("day")["description"]
     assert schema("ident")["pattern"] == r"^[A-Za-z0-9][A-Za-z0-9._~@+|:=-]{0,199}$"
     assert schema("email")["maxLength"] == 254
+
+
+@pytest.mark.parametrize("text", ["0E-5000000", "1e3", "+12", " 12", "1_000", "١٢", "NaN"])
+def test_a_contract_decimal_string_keeps_to_its_published_pattern(text: str) -> None:
+    with pytest.raises(ValidationError):
+        QuoteHonoured.model_validate(
+            {"quote_id": str(uuid.uuid4()), "charge_date": "2026-03-10", "net": text}
+        )
+
+
+@pytest.mark.parametrize("text", ["0", "-0", "119.00", "0.00000001", "123456789012345678901"])
+def test_a_contract_decimal_string_of_the_published_pattern_is_read(text: str) -> None:
+    honoured = QuoteHonoured.model_validate(
+        {"quote_id": str(uuid.uuid4()), "charge_date": "2026-03-10", "net": text}
+    )
+    assert honoured.net == Decimal(text)
