@@ -67,7 +67,7 @@ from services.ledger.application import (
     QuoteNotHonoured,
     request_identity,
 )
-from services.ledger.contract import to_cloud_event
+from services.ledger.contract import event_id, to_cloud_event
 from services.ledger.domain import Actor, Cloud, ContractTerms
 
 T = TypeVar("T")
@@ -767,7 +767,22 @@ def build_router(service: LedgerService, authenticator: Authenticator) -> APIRou
         precheck(principal, cloud_id, owner=False, scopes=(SCOPE_AUDIT, SCOPE_ADMIN))
         history = []
         for stored in service.history(cloud_id):
-            published = to_cloud_event(stored)
+            try:
+                published = to_cloud_event(stored)
+            except (ValueError, OverflowError) as exc:
+                # Recorded by an older release and not expressible in the contract (e.g. a
+                # term whose first period ends after the year 9999): listed, not published.
+                history.append(
+                    {
+                        "version": stored.originator_version,
+                        "id": str(event_id(cloud_id, stored.originator_version)),
+                        "type": None,
+                        "time": stored.timestamp.isoformat(),
+                        "data": None,
+                        "unpublishable": f"{type(stored).__name__}: {exc}",
+                    }
+                )
+                continue
             if published is None:
                 continue
             history.append(

@@ -280,6 +280,12 @@ def test_an_unbillable_cloud_is_marked_in_the_overview_and_answers_problems(ledg
     assert_problem(assign, 409)
     assert ledger.event_count() == count
 
+    history = ledger.client.get(f"{base}/events", headers=ledger.headers("a", "billing:audit"))
+    assert history.status_code == 200, history.text
+    [opened] = history.json()["events"]
+    assert opened["type"] is None
+    assert "ContractOpened" in opened["unpublishable"]
+
     # The healthy cloud goes on as before.
     bought = ledger.client.post(
         f"/v1/clouds/{healthy}/seat-purchases", json={"seats": 4}, headers=ledger.owner
