@@ -488,26 +488,46 @@ class IdempotencyMiddleware:
                 return {"type": "http.request", "body": body, "more_body": False}
             return await receive()
 
+        # The answer is kept for the key before it is sent: a client that got it finds it
+        # stored, even if this process is killed right after sending it.
+        held: list[Message] = []
+        settled = False
+
+        async def settle_then_send() -> None:
+            nonlocal settled
+            settled = True
+            response = stored_response(status, response_headers, b"".join(chunks))
+            await anyio.to_thread.run_sync(pending.settle, response)
+            for message in held:
+                await send(message)
+            held.clear()
+
         async def capture_send(message: Message) -> None:
             nonlocal status
+            if pending.kept or settled:  # settled when the route's command resolves
+                await send(message)
+                return
             if message["type"] == "http.response.start":
                 status = int(message["status"])
                 response_headers.extend(message.get("headers", []))
+                held.append(message)
             elif message["type"] == "http.response.body":
                 chunks.append(message.get("body", b""))
-            await send(message)
+                held.append(message)
+                if not message.get("more_body", False):
+                    await settle_then_send()
+            else:
+                await send(message)
 
         try:
             await self.app(scope, replay_receive, capture_send)
         except BaseException:
-            if not pending.kept:
+            if not pending.kept and not settled:
                 with anyio.CancelScope(shield=True):
                     await anyio.to_thread.run_sync(store.settle_or_retry, principal, key, None)
             raise
-        if pending.kept:  # settled when the route's command resolves
-            return
-        response = stored_response(status, response_headers, b"".join(chunks))
-        await anyio.to_thread.run_sync(pending.settle, response)
+        if not pending.kept and not settled:
+            await settle_then_send()
 
     async def _answer(self, send: Send, status: int, title: str, detail: str) -> None:
         headers, body = self.problem(status, title, detail)

@@ -177,3 +177,28 @@ def test_an_unhandled_error_is_a_500_problem_with_a_request_id(serve):
     assert "a bug in a route" not in response.text  # no internals in the answer
     generated = httpx.get(f"{served.url}/v1/fail")
     assert len(generated.headers["x-request-id"]) == 32
+
+
+def test_an_answer_is_kept_for_its_key_before_the_client_receives_it(serve, store_env):
+    served = serve(store_env)
+    assert served.store is not None
+    token = served.token("owner-7")
+    for attempt in range(20):
+        key = f"kept-{attempt}"
+        response = httpx.post(
+            f"{served.url}/v1/things",
+            content=b"{}",
+            headers={"Authorization": f"Bearer {token}", "Idempotency-Key": key},
+        )
+        assert response.status_code == 201
+        # A process killed right after sending would leave nothing else behind: the key
+        # already holds the answer the client got.
+        claim = served.store.claim("owner-7", key, "another request")
+        assert claim.outcome == "mismatch"
+        rows, _ = served.store.db.execute(
+            f"SELECT state, body FROM {served.store.db.table('idempotency_keys')}"
+            " WHERE principal = ? AND key = ?",
+            ("owner-7", key),
+        )
+        assert rows[0][0] == "done"
+        assert bytes.fromhex(rows[0][1]) == response.content
