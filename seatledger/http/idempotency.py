@@ -17,6 +17,9 @@ the same database (every ``heartbeat_interval_s``, 2 s); a key whose process has
 request again (the ledger answers the committed result of a command already recorded under the
 key). ``stale_after_s`` (60 s) is the last resort for a key whose process still beats.
 
+A response kept for its key is stored before it is sent, so a client that received it finds
+it stored even if the process dies right after sending.
+
 Which responses are kept for the key (:func:`is_outcome`): only those that are the request's
 real outcome, the answer every retry of it would get again:
 
