@@ -29,6 +29,7 @@ class SqlDatabase:
 
             self.dialect = "postgres"
             self.schema = _get(env, app_name, "POSTGRES_SCHEMA") or "public"
+            connect_timeout = int(_get(env, app_name, "POSTGRES_CONNECT_TIMEOUT") or 5)
             self._pool = ConnectionPool(
                 kwargs={
                     "dbname": _get(env, app_name, "POSTGRES_DBNAME"),
@@ -36,11 +37,14 @@ class SqlDatabase:
                     "port": _get(env, app_name, "POSTGRES_PORT") or "5432",
                     "user": _get(env, app_name, "POSTGRES_USER"),
                     "password": _get(env, app_name, "POSTGRES_PASSWORD"),
-                    "connect_timeout": int(_get(env, app_name, "POSTGRES_CONNECT_TIMEOUT") or 5),
+                    "connect_timeout": connect_timeout,
                     "autocommit": True,
                 },
                 min_size=1,
                 max_size=pool_size,
+                # A statement waits at most this long for a connection (then PoolTimeout: the
+                # request is answered 503), as the event store's pool does.
+                timeout=connect_timeout,
                 open=True,
                 name=f"{app_name or 'service'}-sql",
             )

@@ -56,7 +56,8 @@ def ledger(postgres_url: str, tmp_path: Any):
     components = build_ledger(
         settings,
         registry,
-        env_overrides={"POSTGRES_CONNECT_TIMEOUT": "2", "POSTGRES_POOL_TIMEOUT": "2"},
+        # Fail fast while the database refuses connections (the event store retries 10 times).
+        env_overrides={"POSTGRES_CONNECT_TIMEOUT": "2"},
     )
     app = create_ledger_app(components, registry)
     yield settings, components, TestClient(app, raise_server_exceptions=False)
