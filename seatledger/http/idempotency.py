@@ -474,6 +474,7 @@ class IdempotencyMiddleware:
                 409,
                 "Request in progress",
                 "a request with this Idempotency-Key is still being processed; retry later",
+                retry_after_s=max(1, round(store.heartbeat_interval_s)),
             )
             return
 
@@ -532,8 +533,12 @@ class IdempotencyMiddleware:
         if not pending.kept and not settled:
             await settle_then_send()
 
-    async def _answer(self, send: Send, status: int, title: str, detail: str) -> None:
+    async def _answer(
+        self, send: Send, status: int, title: str, detail: str, *, retry_after_s: int = 0
+    ) -> None:
         headers, body = self.problem(status, title, detail)
+        if retry_after_s:
+            headers = [*headers, (b"retry-after", str(retry_after_s).encode())]
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
 

@@ -12,11 +12,12 @@ import sys
 import textwrap
 import time
 
+import httpx
 import psycopg
 import structlog
 
 from seatledger.http import IdempotencyStore, SqlDatabase
-from seatledger.http.idempotency import StoredResponse
+from seatledger.http.idempotency import StoredResponse, request_fingerprint
 
 CLAIMER = textwrap.dedent(
     """
@@ -130,3 +131,32 @@ def test_a_release_refused_by_the_database_is_retried_until_the_key_is_free(
     finally:
         store.stop()
         store.db.close()
+
+
+def test_a_retry_after_a_crash_is_run_within_seconds_not_refused_for_a_minute(serve, store_env):
+    """Over HTTP: the key of a request whose process was killed mid-request answers 409 with
+    Retry-After for a few seconds, then the retry runs (once)."""
+    served = serve(store_env)
+    body = b'{"seats": 8}'
+    fingerprint = request_fingerprint("POST", "/v1/things", b"", body)
+    claimer = CLAIMER.replace('"k-crash", "fp"', f'"k-http", "{fingerprint}"')
+    child = subprocess.Popen(
+        [sys.executable, "-c", claimer, json.dumps(store_env)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert child.stdout is not None
+        assert child.stdout.readline().strip() == "new"
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+    killed_at = time.monotonic()
+    headers = {"Authorization": f"Bearer {served.token('owner-1')}", "Idempotency-Key": "k-http"}
+    response = httpx.post(f"{served.url}/v1/things", content=body, headers=headers)
+    assert response.status_code == 409
+    assert int(response.headers["retry-after"]) >= 1
+    while response.status_code == 409 and time.monotonic() - killed_at < 30:
+        time.sleep(float(response.headers["retry-after"]))
+        response = httpx.post(f"{served.url}/v1/things", content=body, headers=headers)
+    assert response.status_code == 201, response.text
+    assert time.monotonic() - killed_at <= 10 + 2 + 2.5
+    assert len(served.recorder.calls) == 1
