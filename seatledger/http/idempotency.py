@@ -53,6 +53,7 @@ from typing import Any, TypeVar
 
 import anyio
 
+from seatledger.http.limits import replay_body
 from seatledger.http.problems import PROBLEM_BASE, PROBLEM_CONTENT_TYPE
 from seatledger.http.sqldb import SqlDatabase
 from seatledger.logging import get_logger
@@ -483,14 +484,6 @@ class IdempotencyMiddleware:
         status = 500
         response_headers: list[tuple[bytes, bytes]] = []
         chunks: list[bytes] = []
-        replayed = False
-
-        async def replay_receive() -> Message:
-            nonlocal replayed
-            if not replayed:
-                replayed = True
-                return {"type": "http.request", "body": body, "more_body": False}
-            return await receive()
 
         # The answer is kept for the key before it is sent: a client that got it finds it
         # stored, even if this process is killed right after sending it.
@@ -524,7 +517,7 @@ class IdempotencyMiddleware:
                 await send(message)
 
         try:
-            await self.app(scope, replay_receive, capture_send)
+            await self.app(scope, replay_body(body, receive), capture_send)
         except BaseException:
             if not pending.kept and not settled:
                 with anyio.CancelScope(shield=True):

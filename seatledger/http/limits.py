@@ -50,6 +50,21 @@ class RequestLimits:
     max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES
 
 
+def replay_body(body: bytes, receive: Receive) -> Receive:
+    """A ``receive`` for the app behind a middleware that has read the whole request body: the
+    first message is that body, complete; later calls go to ``receive`` (the disconnect)."""
+    delivered = False
+
+    async def replay() -> Message:
+        nonlocal delivered
+        if not delivered:
+            delivered = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replay
+
+
 class _Disconnected(Exception):
     pass
 
@@ -118,16 +133,7 @@ class RequestLimitsMiddleware:
             )
             return
 
-        delivered = False
-
-        async def replay() -> Message:
-            nonlocal delivered
-            if not delivered:
-                delivered = True
-                return {"type": "http.request", "body": body, "more_body": False}
-            return await receive()
-
-        await self.app(scope, replay, self._bounded_send(scope, send))
+        await self.app(scope, replay_body(body, receive), self._bounded_send(scope, send))
 
     async def _read_body(self, receive: Receive) -> bytes:
         chunks: list[bytes] = []

@@ -32,6 +32,7 @@ from starlette.requests import Request
 
 from seatledger.auth import Authenticator, AuthError
 from seatledger.http import Problem
+from seatledger.http.limits import replay_body
 from services.ledger.api import LicenseBody, _await, actor_of, guarded
 from services.ledger.application import LedgerService
 
@@ -108,7 +109,7 @@ class LicenseFastPath:
             except ValidationError:
                 body = None
         if body is None or principal is None or route is None:
-            await self.app(scope, _replay(raw, receive), send)
+            await self.app(scope, replay_body(raw, receive), send)
             return
         scope["route"] = route
         scope["path_params"] = {"cloud_id": cloud}
@@ -238,16 +239,3 @@ async def _read_body(receive: Receive) -> bytes:
         if not message.get("more_body", False):
             break
     return b"".join(chunks)
-
-
-def _replay(body: bytes, receive: Receive) -> Receive:
-    sent = False
-
-    async def replay() -> Message:
-        nonlocal sent
-        if not sent:
-            sent = True
-            return {"type": "http.request", "body": body, "more_body": False}
-        return await receive()
-
-    return replay
