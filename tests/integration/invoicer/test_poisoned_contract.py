@@ -9,9 +9,8 @@ it; once the database takes writes again it catches up and is ready."""
 from __future__ import annotations
 
 import threading
-import uuid
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import psycopg
@@ -19,7 +18,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from schemas.envelope import DLQ_REASON_HEADER, DLQ_SOURCE_TOPIC_HEADER
-from seatledger.auth import Authenticator, mint_token
+from seatledger.auth import Authenticator
 from seatledger.config import Settings
 from seatledger.consumer import RetryPolicy
 from seatledger.kafka import producer_config
@@ -29,22 +28,17 @@ from services.invoicer.bootstrap import build_invoicer
 from services.ledger.bootstrap import build_ledger, create_ledger_app
 from services.ledger.contract import to_cloud_event
 from services.notifier.bootstrap import build_notifier
-from tests.e2e.support import term_start_for
 from tests.integration.invoicer.helpers import wait_until
 from tests.integration.notifier.smtp import RecordingHandler, SmtpServer
-from tests.poisoned import record_poisoned_contract
+from tests.poisoned import (
+    HEALTHY_BILLING_EMAIL,
+    Clock,
+    headers,
+    open_healthy_cloud,
+    record_poisoned_contract,
+)
 
 pytestmark = pytest.mark.integration
-
-BILLING_EMAIL = "ap@healthy.example"
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = datetime.now(UTC)
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 @pytest.fixture
@@ -97,7 +91,7 @@ def test_a_poisoned_contract_never_stops_invoicing_mailing_or_renewing_another_c
     threads = Threads()
     try:
         poisoned = record_poisoned_contract(ledger.app, at=clock.now)
-        healthy = open_cloud(api, settings, clock.now)
+        healthy = open_healthy_cloud(api, settings, clock.now)
         bought = api.post(
             f"/v1/clouds/{healthy}/seat-purchases",
             json={"seats": 5},
@@ -136,7 +130,7 @@ def test_a_poisoned_contract_never_stops_invoicing_mailing_or_renewing_another_c
         assert failures == 1
         wait_until(lambda: len(invoicer.app.invoices_of_cloud(healthy)) == 2, 60, "renewal")
         wait_until(lambda: len(smtp.messages()) == 2, 60, "the renewal e-mail")
-        assert all(m.rcpt_tos == [BILLING_EMAIL] for m in smtp.messages())
+        assert all(m.rcpt_tos == [HEALTHY_BILLING_EMAIL] for m in smtp.messages())
 
         # The invoicer's database refuses its writes: the next purchase is retried (an
         # outage, never dead-lettered) and the invoicer is not ready while it is stuck.
@@ -166,27 +160,3 @@ def test_a_poisoned_contract_never_stops_invoicing_mailing_or_renewing_another_c
         ledger.close()
         invoicer.close()
         notifier.close()
-
-
-def headers(settings: Settings, subject: str, *scopes: str, step_up: bool = False) -> dict:
-    token = mint_token(settings, subject=subject, scopes=scopes, step_up=step_up)
-    return {"Authorization": f"Bearer {token}"}
-
-
-def open_cloud(api: TestClient, settings: Settings, now: datetime) -> uuid.UUID:
-    body = {
-        "name": "Healthy GmbH",
-        "owner_id": "owner-healthy",
-        "billing_email": BILLING_EMAIL,
-        "currency": "EUR",
-        "seat_price": "30.00",
-        "billing_period": "monthly",
-        "term_start": term_start_for(now.date()).isoformat(),
-        "time_zone": "UTC",
-        "tax_rate": "19",
-        "locale": "en",
-        "seats": 3,
-    }
-    opened = api.post("/v1/clouds", json=body, headers=headers(settings, "admin", "billing:admin"))
-    assert opened.status_code == 201, opened.text
-    return uuid.UUID(opened.json()["cloud_id"])

@@ -8,38 +8,27 @@ renewal scheduler renews that cloud in the tick in which the poisoned one fails.
 from __future__ import annotations
 
 import json
-import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
 
-from seatledger.auth import mint_token
-from seatledger.config import Settings, load_settings
+from seatledger.config import load_settings
 from seatledger.consumer import ATTEMPTS_EXHAUSTED_REASON, RetryPolicy
 from seatledger.embedded import build_embedded
-from tests.e2e.support import term_start_for
 from tests.integration.invoicer.helpers import wait_until
-from tests.poisoned import record_poisoned_contract
+from tests.poisoned import (
+    HEALTHY_BILLING_EMAIL,
+    Clock,
+    headers,
+    open_healthy_cloud,
+    record_poisoned_contract,
+)
 
 pytestmark = pytest.mark.integration
 
 SECRET = "integration-test-secret-0123456789abcdef"
-BILLING_EMAIL = "ap@healthy.example"
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = datetime.now(UTC)
-
-    def __call__(self) -> datetime:
-        return self.now
-
-
-def headers(settings: Settings, subject: str, *scopes: str, step_up: bool = False) -> dict:
-    token = mint_token(settings, subject=subject, scopes=scopes, step_up=step_up)
-    return {"Authorization": f"Bearer {token}"}
 
 
 def test_a_poisoned_contract_never_stops_the_embedded_default(tmp_path: Path) -> None:
@@ -71,22 +60,7 @@ def test_a_poisoned_contract_never_stops_the_embedded_default(tmp_path: Path) ->
         assert letter["key"] == str(poisoned)
         assert "year 10000 is out of range" in letter["error"]
 
-        body = {
-            "name": "Healthy GmbH",
-            "owner_id": "owner-healthy",
-            "billing_email": BILLING_EMAIL,
-            "currency": "EUR",
-            "seat_price": "30.00",
-            "billing_period": "monthly",
-            "term_start": term_start_for(clock.now.date()).isoformat(),
-            "time_zone": "UTC",
-            "tax_rate": "19",
-            "locale": "en",
-            "seats": 3,
-        }
-        opened = api.post("/v1/clouds", json=body, headers=headers(settings, "a", "billing:admin"))
-        assert opened.status_code == 201, opened.text
-        healthy = uuid.UUID(opened.json()["cloud_id"])
+        healthy = open_healthy_cloud(api, settings, clock.now)
         bought = api.post(
             f"/v1/clouds/{healthy}/seat-purchases",
             json={"seats": 5},
@@ -104,7 +78,7 @@ def test_a_poisoned_contract_never_stops_the_embedded_default(tmp_path: Path) ->
         wait_until(lambda: len(list(outbox.glob("*.eml"))) == 2, 30, "the renewal e-mail")
         assert invoices(poisoned) == []
         for eml in outbox.glob("*.eml"):
-            assert f"<{BILLING_EMAIL}>" in eml.read_text(errors="replace")
+            assert f"<{HEALTHY_BILLING_EMAIL}>" in eml.read_text(errors="replace")
         assert len(dead_letters.read_text().splitlines()) == 1
         assert api.get("/readyz").status_code == 200
     finally:
