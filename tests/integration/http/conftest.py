@@ -4,14 +4,11 @@ the real PostgreSQL, served by a real uvicorn server configured as every process
 from __future__ import annotations
 
 import socket
-import threading
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-import uvicorn
 from fastapi import APIRouter, FastAPI, Request
 
 from seatledger.auth import Authenticator, mint_token
@@ -20,6 +17,7 @@ from seatledger.http import CurrentPrincipal, IdempotencyStore, SqlDatabase, cre
 from seatledger.metrics import new_registry
 from seatledger.persistence import application_env, ensure_postgres_schema
 from seatledger.serving import server_config
+from tests.served import ServerThreads
 
 SECRET = "http-plumbing-test-secret-0123456789abcdef"
 
@@ -92,7 +90,7 @@ def build_app(
 @pytest.fixture
 def serve(tmp_path: Any) -> Iterator[Callable[..., Served]]:
     """Serve the plumbing app on a free port with the header deadline every process has."""
-    servers: list[tuple[uvicorn.Server, threading.Thread]] = []
+    servers = ServerThreads()
     stores: list[IdempotencyStore] = []
 
     def start(
@@ -106,26 +104,11 @@ def serve(tmp_path: Any) -> Iterator[Callable[..., Served]]:
             stores.append(store)
         recorder = Recorder()
         app = build_app(settings, recorder, store, **limits)
-        sock = socket.socket()
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-        server = uvicorn.Server(
-            server_config(app, lifespan="off", header_timeout_s=header_timeout_s)
-        )
-        thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-        thread.start()
-        deadline = time.monotonic() + 10
-        while not server.started:
-            if time.monotonic() > deadline:
-                raise RuntimeError("uvicorn did not start")
-            time.sleep(0.02)
-        servers.append((server, thread))
+        port = servers.start(server_config(app, lifespan="off", header_timeout_s=header_timeout_s))
         return Served(f"http://127.0.0.1:{port}", port, settings, recorder, store)
 
     yield start
-    for server, thread in servers:
-        server.should_exit = True
-        thread.join(10)
+    servers.stop()
     for store in stores:
         store.stop()
         store.db.close()

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import socket
-import threading
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -20,6 +17,7 @@ from seatledger.auth import mint_token
 from seatledger.config import Settings, load_settings
 from seatledger.metrics import new_registry
 from services.ledger.bootstrap import LedgerComponents, build_ledger, create_ledger_app
+from tests.served import ServerThreads
 
 SECRET = "integration-test-secret-0123456789abcdef"
 T0 = datetime(2026, 3, 10, 11, 0, tzinfo=UTC)  # 12:00 in Berlin
@@ -137,29 +135,14 @@ def ledger(ledgers: LedgerFactory) -> Node:
 @pytest.fixture
 def serve() -> Iterator[Callable[[FastAPI], str]]:
     """Serve an app with uvicorn on 127.0.0.1 (a free port) in a thread; returns its URL."""
-    servers: list[tuple[uvicorn.Server, threading.Thread]] = []
+    servers = ServerThreads()
 
     def start(app: FastAPI) -> str:
-        sock = socket.socket()
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-        server = uvicorn.Server(
-            uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off")
-        )
-        thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-        thread.start()
-        deadline = time.monotonic() + 10
-        while not server.started:
-            if time.monotonic() > deadline:
-                raise RuntimeError("uvicorn did not start")
-            time.sleep(0.02)
-        servers.append((server, thread))
-        return f"http://127.0.0.1:{port}"
+        config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off")
+        return f"http://127.0.0.1:{servers.start(config)}"
 
     yield start
-    for server, thread in servers:
-        server.should_exit = True
-        thread.join(10)
+    servers.stop()
 
 
 @pytest.fixture
