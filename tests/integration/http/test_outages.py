@@ -15,22 +15,9 @@ from seatledger.auth import mint_token
 from seatledger.config import load_settings
 from seatledger.metrics import new_registry
 from services.ledger.bootstrap import build_ledger, create_ledger_app
+from tests.integration.ledger.conftest import CLOUD_BODY
 
 SECRET = "outage-test-secret-0123456789abcdef0123"
-
-CLOUD: dict[str, Any] = {
-    "name": "Acme GmbH",
-    "owner_id": "owner-1",
-    "billing_email": "billing@acme.example",
-    "currency": "EUR",
-    "seat_price": "31.00",
-    "billing_period": "monthly",
-    "term_start": "2026-01-31",
-    "time_zone": "Europe/Berlin",
-    "tax_rate": "19",
-    "locale": "de",
-    "seats": 3,
-}
 
 
 def _set_connections(admin_url: str, dbname: str, *, allowed: bool) -> None:
@@ -72,14 +59,14 @@ def test_a_database_outage_is_answered_503_with_retry_after_and_keys_stay_free(
         "Authorization": "Bearer "
         + mint_token(settings, subject="admin-1", scopes=["billing:admin"])
     }
-    assert client.post("/v1/clouds", json=CLOUD, headers=admin).status_code == 201
+    assert client.post("/v1/clouds", json=CLOUD_BODY, headers=admin).status_code == 201
     events_before = components.app.recorder.max_notification_id()
     dbname = postgres_url.rsplit("/", 1)[1]
     _set_connections(postgres_admin_url, dbname, allowed=False)
     try:
-        plain = client.post("/v1/clouds", json=CLOUD, headers=admin)
+        plain = client.post("/v1/clouds", json=CLOUD_BODY, headers=admin)
         keyed = client.post(
-            "/v1/clouds", json=CLOUD, headers={**admin, "Idempotency-Key": "during-outage"}
+            "/v1/clouds", json=CLOUD_BODY, headers={**admin, "Idempotency-Key": "during-outage"}
         )
     finally:
         _set_connections(postgres_admin_url, dbname, allowed=True)
@@ -92,12 +79,12 @@ def test_a_database_outage_is_answered_503_with_retry_after_and_keys_stay_free(
     # Back: the retry with the same key runs (the key was never left in flight).
     deadline = time.monotonic() + 20
     retry = client.post(
-        "/v1/clouds", json=CLOUD, headers={**admin, "Idempotency-Key": "during-outage"}
+        "/v1/clouds", json=CLOUD_BODY, headers={**admin, "Idempotency-Key": "during-outage"}
     )
     while retry.status_code in (409, 503) and time.monotonic() < deadline:
         time.sleep(0.5)
         retry = client.post(
-            "/v1/clouds", json=CLOUD, headers={**admin, "Idempotency-Key": "during-outage"}
+            "/v1/clouds", json=CLOUD_BODY, headers={**admin, "Idempotency-Key": "during-outage"}
         )
     assert retry.status_code == 201, retry.text
     assert components.app.recorder.max_notification_id() == events_before + 1
