@@ -16,14 +16,17 @@ import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import timedelta
+from pathlib import Path
+from typing import Any
 
 import pytest
 
 from schemas.envelope import CloudEvent
+from schemas.invoices import InvoiceIssued
 from seatledger.config import load_settings
 from seatledger.metrics import new_registry
 from seatledger.tracking import Position
-from services.notifier.bootstrap import build_notifier
+from services.notifier.bootstrap import Notifier, build_notifier
 from tests.integration.notifier.smtp import RecordingHandler, SmtpServer
 from tests.samples import make_invoice
 
@@ -59,6 +62,31 @@ NOTIFIER_SENDER = textwrap.dedent(
 )
 
 
+def notifier_settings(postgres_url: str, data_dir: Path, server: SmtpServer) -> dict[str, Any]:
+    """The settings of a notifier on PostgreSQL that sends to ``server``."""
+    return {
+        "database_url": postgres_url,
+        "data_dir": data_dir,
+        "smtp_host": "127.0.0.1",
+        "smtp_port": server.port,
+        "mail_from": "billing@seatledger.example",
+    }
+
+
+def process_env(settings: dict[str, Any]) -> dict[str, str]:
+    """The environment of a notifier process with ``settings``."""
+    return {**os.environ, **{f"SEATLEDGER_{k.upper()}": str(v) for k, v in settings.items()}}
+
+
+def hand_over(notifier: Notifier, invoices: list[InvoiceIssued]) -> None:
+    """Hand ``invoices`` to ``notifier`` as its consumer does, at offsets 0, 1, 2, ..."""
+    for offset, invoice in enumerate(invoices):
+        cloud_event = CloudEvent.of(
+            invoice, id=str(uuid.uuid4()), subject=str(invoice.cloud_id), time=invoice.issued_at
+        )
+        notifier.handle(cloud_event, invoice, Position("seatledger.invoices.v1:0", offset))
+
+
 @dataclass
 class StallingHandler(RecordingHandler):
     """Takes the first message, then stalls its 250 reply until released."""
@@ -81,24 +109,14 @@ def test_a_sender_killed_mid_message_repeats_only_that_message_with_the_same_mes
     handler = StallingHandler()
     server = SmtpServer(handler)
     server.start()
-    settings = {
-        "database_url": postgres_url,
-        "data_dir": tmp_path,
-        "smtp_host": "127.0.0.1",
-        "smtp_port": server.port,
-        "mail_from": "billing@seatledger.example",
-    }
+    settings = notifier_settings(postgres_url, tmp_path, server)
     notifier = build_notifier(
         load_settings(**settings), new_registry("notifier"), lease=timedelta(seconds=2)
     )
     invoices = [make_invoice(number=f"SL-2026-{n:06d}") for n in range(1, 4)]
-    for offset, invoice in enumerate(invoices):
-        cloud_event = CloudEvent.of(
-            invoice, id=str(uuid.uuid4()), subject=str(invoice.cloud_id), time=invoice.issued_at
-        )
-        notifier.handle(cloud_event, invoice, Position("seatledger.invoices.v1:0", offset))
+    hand_over(notifier, invoices)
 
-    env = {**os.environ, **{f"SEATLEDGER_{k.upper()}": str(v) for k, v in settings.items()}}
+    env = process_env(settings)
     process = subprocess.Popen([sys.executable, "-c", SENDER], env=env)
     try:
         assert handler.first_data.wait(30), "the sender never reached DATA"
@@ -157,23 +175,13 @@ def test_a_killed_notifier_resumes_every_delivery_within_15_s_of_its_restart_rep
     handler = HoldingHandler()
     server = SmtpServer(handler)
     server.start()
-    settings = {
-        "database_url": postgres_url,
-        "data_dir": tmp_path,
-        "smtp_host": "127.0.0.1",
-        "smtp_port": server.port,
-        "mail_from": "billing@seatledger.example",
-    }
+    settings = notifier_settings(postgres_url, tmp_path, server)
     observer = build_notifier(load_settings(**settings), new_registry("notifier"))
     workers = observer.sender.workers  # the product's defaults: 4 threads, a 10 s lease
     invoices = [make_invoice(number=f"SL-2026-{n:06d}") for n in range(1, 17)]
-    for offset, invoice in enumerate(invoices):
-        cloud_event = CloudEvent.of(
-            invoice, id=str(uuid.uuid4()), subject=str(invoice.cloud_id), time=invoice.issued_at
-        )
-        observer.handle(cloud_event, invoice, Position("seatledger.invoices.v1:0", offset))
+    hand_over(observer, invoices)
 
-    env = {**os.environ, **{f"SEATLEDGER_{k.upper()}": str(v) for k, v in settings.items()}}
+    env = process_env(settings)
     command = [sys.executable, "-c", NOTIFIER_SENDER]
     first_log = (tmp_path / "first.log").open("w")
     first = subprocess.Popen(command, env=env, stdout=first_log, stderr=subprocess.STDOUT)
