@@ -45,6 +45,13 @@ from typing import Annotated, Any
 from email_validator import EmailNotValidError, validate_email
 from pydantic import AfterValidator, BeforeValidator, PlainSerializer, WithJsonSchema
 
+
+def _full_match(pattern: str) -> re.Pattern[str]:
+    """The Python regex of a JSON Schema ``pattern`` written ``^...$``: its ``$`` becomes
+    ``\\Z``, since Python's ``$`` also matches before a final newline."""
+    return re.compile(pattern[:-1] + r"\Z")
+
+
 # --------------------------------------------------------------------------------------------
 # Business dates and instants.
 
@@ -121,7 +128,7 @@ DECIMAL_PATTERN = rf"^-?[0-9]{{1,{INTEGER_DIGITS}}}(\.[0-9]{{1,{FRACTION_DIGITS}
 MONEY_PATTERN = rf"^[0-9]{{1,{INTEGER_DIGITS}}}(\.[0-9]{{1,{FRACTION_DIGITS}}})?$"
 #: A percentage is a non-negative decimal string (its bound, 100, is stated in the schema).
 PERCENT_PATTERN = MONEY_PATTERN
-_DECIMAL = re.compile(DECIMAL_PATTERN[:-1] + r"\Z")
+_DECIMAL = _full_match(DECIMAL_PATTERN)
 _MAX_TEXT = 1 + INTEGER_DIGITS + 1 + FRACTION_DIGITS
 _LIMIT = Decimal(10) ** INTEGER_DIGITS
 
@@ -292,7 +299,7 @@ EmailAddress = Annotated[
 # Identifiers, names, rights groups.
 
 IDENTIFIER_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._~@+|:=-]{0,199}$"
-_IDENTIFIER = re.compile(IDENTIFIER_PATTERN[:-1] + r"\Z")
+_IDENTIFIER = _full_match(IDENTIFIER_PATTERN)
 
 
 def check_identifier(value: str) -> str:
@@ -350,7 +357,7 @@ Name = Annotated[
 ]
 
 RIGHTS_GROUP_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$"
-_RIGHTS_GROUP = re.compile(RIGHTS_GROUP_PATTERN[:-1] + r"\Z")
+_RIGHTS_GROUP = _full_match(RIGHTS_GROUP_PATTERN)
 
 
 def check_rights_group(value: str) -> str:
