@@ -21,7 +21,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import yaml  # type: ignore[import-untyped]
+import yaml
 
 from schemas._base import EventData
 from schemas.envelope import (
