@@ -7,8 +7,9 @@
   file (``jwt_jwks_file``) or URL (``jwt_jwks_url``), chosen by the token's ``kid``.
 - Claims have their registered types, else the token is refused (401): ``sub`` a non-empty
   string, ``scope`` a space-separated string (or a list of strings), ``amr`` a list of strings,
-  ``exp`` and ``auth_time`` finite numbers in the range of real instants (no booleans, strings,
-  ``Infinity``, ``NaN`` or ``1e400``).
+  ``exp``, ``iat`` and ``auth_time`` finite numbers in the range of real instants (no booleans,
+  strings, ``Infinity``, ``NaN`` or ``1e400``). A token issued in the future (``iat`` beyond
+  ``LEEWAY_S`` of clock skew) is refused; ``iat`` may be absent.
 - Step-up: ``amr`` contains ``pwd`` and ``auth_time`` lies within ``max_age`` seconds and not
   in the future (beyond ``LEEWAY_S`` of clock skew); else 401 with
   ``WWW-Authenticate: Bearer error="insufficient_user_authentication"``.
@@ -173,7 +174,7 @@ class Authenticator:
             raise AuthError(f"the token lacks the claim {exc.claim!r}") from exc
         except (jwt.PyJWTError, ValueError, TypeError, OverflowError, RecursionError) as exc:
             raise AuthError("the token is invalid") from exc
-        return _principal_of(claims)
+        return _principal_of(claims, now=self.clock())
 
     def verify_header(self, authorization: str | None) -> Principal:
         """The principal of an ``Authorization: Bearer ...`` header value."""
@@ -239,14 +240,18 @@ def _strings(claims: dict[str, Any], name: str, *, space_separated: bool) -> lis
     raise AuthError(f"the token's claim {name!r} has the wrong type")
 
 
-def _principal_of(claims: dict[str, Any]) -> tuple[Principal, float]:
-    """The principal of verified claims; claims of the wrong type are refused (401)."""
+def _principal_of(claims: dict[str, Any], *, now: float) -> tuple[Principal, float]:
+    """The principal of verified claims; claims of the wrong type, and a token issued after
+    ``now`` (beyond the clock skew), are refused (401)."""
     subject = claims.get("sub")
     if not isinstance(subject, str) or not subject:
         raise AuthError("the token's subject is empty or not a string")
     expires = _numeric_date(claims, "exp")
     if expires is None:
         raise AuthError("the token lacks the claim 'exp'")
+    issued = _numeric_date(claims, "iat")
+    if issued is not None and issued > now + LEEWAY_S:
+        raise AuthError("the token was issued in the future")
     auth_time = _numeric_date(claims, "auth_time")
     principal = Principal(
         subject=subject,

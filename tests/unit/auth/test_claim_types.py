@@ -1,5 +1,6 @@
 """Validly signed tokens whose claims have the wrong types are refused (401), never a 500,
-and a step-up whose authentication time lies in the future is refused."""
+and a token issued in the future, or a step-up whose authentication time lies in the future,
+is refused."""
 
 from __future__ import annotations
 
@@ -94,6 +95,14 @@ def test_a_hand_signed_token_with_sound_claims_is_accepted(auth):
         ("exp", "true"),
         ("exp", '"soon"'),
         ("nbf", "Infinity"),
+        ("iat", '"x"'),
+        ("iat", "Infinity"),
+        ("iat", "-Infinity"),
+        ("iat", "NaN"),
+        ("iat", "1e400"),
+        ("iat", "true"),
+        ("iat", "[1700000000]"),
+        ("iat", "-1"),
         ("iss", "5"),
         ("aud", "[5]"),
     ],
@@ -136,3 +145,39 @@ def test_a_step_up_within_the_clock_skew_is_accepted(settings):
     auth = Authenticator(settings, clock=lambda: now)
     token = mint_token(settings, subject="u1", step_up=True, now=now, auth_time=now + LEEWAY_S)
     auth.require_step_up(auth.verify(token))
+
+
+def test_a_token_issued_in_the_future_is_refused(settings):
+    now = 1_800_000_000.0
+    auth = Authenticator(settings, clock=lambda: now)
+    issued = int(now) + LEEWAY_S + 1
+    with pytest.raises(AuthError) as refused:
+        auth.verify(signed(claims_json(iat=str(issued), exp=str(issued + 600))))
+    assert refused.value.status == 401
+    assert "future" in refused.value.detail
+
+
+def test_a_token_issued_within_the_clock_skew_or_without_iat_is_accepted(settings):
+    now = 1_800_000_000.0
+    auth = Authenticator(settings, clock=lambda: now)
+    exp = str(int(now) + 600)
+    assert auth.verify(signed(claims_json(iat=str(int(now) + LEEWAY_S), exp=exp))).subject == "u1"
+    assert auth.verify(signed(claims_json(iat=str(now - 0.5), exp=exp))).subject == "u1"
+    assert auth.verify(signed(claims_json(exp=exp))).subject == "u1"
+
+
+def test_a_token_with_a_non_numeric_iat_answers_401_on_a_route(settings, auth):
+    router = APIRouter()
+
+    @router.get("/whoami")
+    def whoami(principal: CurrentPrincipal) -> dict[str, Any]:
+        return {"sub": principal.subject}
+
+    app = create_app(title="t", routers=[router], registry=new_registry("t"), authenticator=auth)
+    client = TestClient(app, raise_server_exceptions=False)
+    future = str(int(time.time()) + 3600)
+    for value in ('"x"', "Infinity", future):
+        token = signed(claims_json(iat=value))
+        response = client.get("/whoami", headers={"Authorization": f"Bearer {token}"})
+        assert response.status_code == 401, (value, response.text)
+        assert response.headers["content-type"] == "application/problem+json"
