@@ -65,6 +65,7 @@ from services.ledger.application import (
     OpenCloud,
     Quote,
     QuoteNotHonoured,
+    RequestKeyReused,
     request_identity,
 )
 from services.ledger.contract import event_id, to_cloud_event
@@ -90,6 +91,7 @@ _STATUS: dict[type[Exception], tuple[int, str]] = {
     domain.InvalidSeatReduction: (409, "Invalid seat reduction"),
     QuoteNotHonoured: (409, "Quote not honoured"),
     CloudAlreadyExists: (409, "Cloud already exists"),
+    RequestKeyReused: (422, "Idempotency-Key reused"),
     ConcurrencyConflict: (409, "Concurrent modification"),
     LedgerUnavailable: (503, "Ledger unavailable"),
 }
@@ -192,10 +194,15 @@ def _wait(
 
 
 def request_key_of(request: Request) -> str | None:
-    """The identity recorded with a purchase or reduction made under an ``Idempotency-Key``
+    """The identity recorded with the event of a command made under an ``Idempotency-Key``
     (a digest of the caller's subject and the key), so a retry after a crash is answered with
     the committed result."""
-    pending = pending_key(request.scope)
+    return request_key_in(request.scope)
+
+
+def request_key_in(scope: Any) -> str | None:
+    """:func:`request_key_of` from an ASGI scope (one dict lookup without a key)."""
+    pending = pending_key(scope)
     if pending is None:
         return None
     return request_identity(pending.principal, pending.key)
@@ -520,7 +527,7 @@ def build_router(service: LedgerService, authenticator: Authenticator) -> APIRou
     @router.post("/clouds/{cloud_id}/licenses", status_code=201, summary="Assign a license")
     @authorize_first(licenses_first)
     async def assign(
-        cloud_id: UUID, body: LicenseBody, principal: CurrentPrincipal
+        cloud_id: UUID, body: LicenseBody, principal: CurrentPrincipal, request: Request
     ) -> JSONResponse:
         change = await _await(
             service.submit_assign(
@@ -529,6 +536,7 @@ def build_router(service: LedgerService, authenticator: Authenticator) -> APIRou
                 body.rights_group,
                 actor_of(principal),
                 authorize=guarded(principal, owner=True, scopes=(SCOPE_LICENSES,)),
+                request_key=request_key_of(request),
             )
         )
         return JSONResponse(
@@ -556,6 +564,7 @@ def build_router(service: LedgerService, authenticator: Authenticator) -> APIRou
         cloud_id: UUID,
         user_id: str,
         principal: CurrentPrincipal,
+        request: Request,
         rights_group: Annotated[
             RightsGroup | None,
             Query(description="the user's new, unlicensed rights group (e.g. guest), recorded"),
@@ -568,6 +577,7 @@ def build_router(service: LedgerService, authenticator: Authenticator) -> APIRou
                 actor_of(principal),
                 rights_group=rights_group,
                 authorize=guarded(principal, owner=True, scopes=(SCOPE_LICENSES,)),
+                request_key=request_key_of(request),
             )
         )
         return Response(status_code=204)
@@ -578,7 +588,11 @@ def build_router(service: LedgerService, authenticator: Authenticator) -> APIRou
     )
     @authorize_first(licenses_first)
     async def rights_group(
-        cloud_id: UUID, user_id: str, body: RightsGroupBody, principal: CurrentPrincipal
+        cloud_id: UUID,
+        user_id: str,
+        body: RightsGroupBody,
+        principal: CurrentPrincipal,
+        request: Request,
     ) -> JSONResponse:
         state = await _await(
             service.submit_rights_group(
@@ -588,6 +602,7 @@ def build_router(service: LedgerService, authenticator: Authenticator) -> APIRou
                 actor_of(principal),
                 previous_rights_group=body.previous_rights_group,
                 authorize=guarded(principal, owner=True, scopes=(SCOPE_LICENSES,)),
+                request_key=request_key_of(request),
             )
         )
         return JSONResponse(
@@ -630,7 +645,9 @@ def build_router(service: LedgerService, authenticator: Authenticator) -> APIRou
         groups = service.licensed_rights_groups
         cloud, created = await _await(
             service.submit_open(
-                OpenCloud(body.cloud_id, terms, body.seats, groups), actor_of(principal)
+                OpenCloud(body.cloud_id, terms, body.seats, groups),
+                actor_of(principal),
+                request_key=request_key_of(request),
             )
         )
         annotate(request, cloud_id=str(cloud.id))
@@ -749,7 +766,7 @@ def build_router(service: LedgerService, authenticator: Authenticator) -> APIRou
     @router.put("/clouds/{cloud_id}/billing-email", summary="Change the billing e-mail")
     @authorize_first(owner_first)
     async def billing_email(
-        cloud_id: UUID, body: BillingEmailBody, principal: CurrentPrincipal
+        cloud_id: UUID, body: BillingEmailBody, principal: CurrentPrincipal, request: Request
     ) -> dict[str, Any]:
         cloud = await _await(
             service.submit_billing_email(
@@ -757,6 +774,7 @@ def build_router(service: LedgerService, authenticator: Authenticator) -> APIRou
                 body.billing_email,
                 actor_of(principal),
                 authorize=guarded(principal, owner=True, scopes=()),
+                request_key=request_key_of(request),
             )
         )
         return cloud_view(cloud)

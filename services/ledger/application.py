@@ -83,6 +83,11 @@ class LedgerUnavailable(LedgerError):
     """The command could not be run (store unreachable, shutting down)."""
 
 
+class RequestKeyReused(LedgerError):
+    """The request's identity (caller and ``Idempotency-Key``) recorded another command on this
+    cloud: a key names one request, a new request needs a new key."""
+
+
 # --------------------------------------------------------------------------------------------
 # The eventsourcing application and the transcodings of the domain's value objects.
 
@@ -536,6 +541,16 @@ class CloudIndex:
 # The use cases.
 
 
+#: The namespace of the cloud ids derived from the request that opens a cloud without one.
+OPENED_CLOUD_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "https://seatledger.dev/ledger/opened-by")
+
+
+def opened_cloud_id(request_key: str) -> UUID:
+    """The id of a cloud opened without ``cloud_id`` under the request ``request_key``: the same
+    for every retry of the request, so a retry finds the cloud its first attempt opened."""
+    return uuid.uuid5(OPENED_CLOUD_NAMESPACE, request_key)
+
+
 def request_identity(principal: str, key: str) -> str:
     """The identity of a request under an ``Idempotency-Key``, recorded with its event: a
     SHA-256 of the caller's subject and the key (the key itself is never stored)."""
@@ -620,8 +635,22 @@ class LedgerService:
 
     # ---- commands (synchronous; the HTTP layer awaits the futures instead) --------------
 
-    def submit_open(self, request: OpenCloud, actor: Actor) -> Future[tuple[Cloud, bool]]:
-        cloud_id = request.cloud_id or uuid.uuid4()
+    def submit_open(
+        self, request: OpenCloud, actor: Actor, *, request_key: str | None = None
+    ) -> Future[tuple[Cloud, bool]]:
+        """Open a cloud; the result is the cloud and whether this request opened it.
+
+        ``request_key`` (:func:`request_identity`) is recorded with ``ContractOpened``. Without
+        a ``cloud_id`` the id is derived from it (:func:`opened_cloud_id`; a random one without
+        a key). A request whose identity opened the cloud is answered as the first time: the
+        cloud as it was opened, created (201). Anyone else naming an existing cloud gets it
+        (not created) when the terms are the same, else :class:`CloudAlreadyExists`."""
+        if request.cloud_id is not None:
+            cloud_id = request.cloud_id
+        elif request_key is not None:
+            cloud_id = opened_cloud_id(request_key)
+        else:
+            cloud_id = uuid.uuid4()
 
         def command(cloud: Cloud | None, now: datetime) -> tuple[Cloud | None, Any]:
             if cloud is not None:
@@ -630,6 +659,21 @@ class LedgerService:
                     and cloud.opening_seats == request.seats
                     and cloud.licensed_rights_groups == request.licensed_rights_groups
                 )
+                opened_by_this_request = request_key is not None and (
+                    getattr(cloud, "opening_request_key", None) == request_key
+                )
+                if opened_by_this_request:
+                    opened = self._at_version(cloud, 1)
+                    if (opened.terms, opened.opening_seats, opened.licensed_rights_groups) != (
+                        request.terms,
+                        request.seats,
+                        request.licensed_rights_groups,
+                    ):
+                        raise RequestKeyReused(
+                            "this Idempotency-Key opened this cloud with other terms; use a "
+                            "new key for a new request"
+                        )
+                    return None, (opened, True)
                 if not same:
                     raise CloudAlreadyExists(
                         "a cloud with this id exists with other terms or opening seats"
@@ -642,6 +686,7 @@ class LedgerService:
                 licensed_rights_groups=request.licensed_rights_groups,
                 actor=actor,
                 at=now,
+                request_key=request_key,
             )
             return new, (snapshot(new), True)
 
@@ -716,7 +761,15 @@ class LedgerService:
             return snapshot(cloud), event
 
         def replay(cloud: Cloud) -> tuple[Cloud, Cloud.SeatsIncreased] | None:
-            committed = self._committed(cloud, request_key)
+            committed = self._committed(
+                cloud,
+                request_key,
+                Cloud.SeatsIncreased,
+                lambda e: (
+                    e.seats_after == seats
+                    and (e.quote.quote_id if e.quote is not None else None) == quote_id
+                ),
+            )
             if committed is None:
                 return None
             then, event = committed
@@ -742,24 +795,53 @@ class LedgerService:
             return snapshot(cloud)
 
         def replay(cloud: Cloud) -> Cloud | None:
-            committed = self._committed(cloud, request_key)
+            committed = self._committed(
+                cloud, request_key, Cloud.SeatReductionScheduled, lambda e: e.seats == seats
+            )
             return None if committed is None else committed[0]
 
         return self._on_cloud("schedule_reduction", cloud_id, change, authorize, replay=replay)
 
-    def _committed(self, cloud: Cloud, request_key: str | None) -> tuple[Cloud, Any] | None:
+    def _committed(
+        self,
+        cloud: Cloud,
+        request_key: str | None,
+        kinds: type[Any] | tuple[type[Any], ...],
+        same_request: Callable[[Any], bool],
+    ) -> tuple[Cloud, Any] | None:
         """The cloud as it was after the event recorded by ``request_key`` and that event, or
-        None when the cloud recorded no such request (two reads, only on a retry)."""
+        None when the cloud recorded no such request (reads the store only on a retry).
+
+        The event must be one of ``kinds`` and ``same_request`` of it: the same key used for
+        another command is refused (:class:`RequestKeyReused`), never answered as this one."""
         if request_key is None:
             return None
         version = cloud.committed_request(request_key)
         if version is None:
             return None
+        event: Any = next(
+            (e for e in cloud.pending_events if e.originator_version == version), None
+        )
+        if event is None:
+            events = list(self.app.events.get(cloud.id, gt=version - 1, lte=version))
+            if not events:  # pragma: no cover - the version was read from the stored events
+                return None
+            event = events[0]
+        if not isinstance(event, kinds) or not same_request(event):
+            raise RequestKeyReused(
+                "this Idempotency-Key recorded another request on this cloud; use a new key "
+                "for a new request"
+            )
+        return self._at_version(cloud, version), event
+
+    def _at_version(self, cloud: Cloud, version: int) -> Cloud:
+        """A copy of ``cloud`` as it was at ``version`` (read from the store when it changed
+        since)."""
+        if version == cloud.version:
+            return snapshot(cloud)
         then: Any = self.app.repository.get(cloud.id, version=version)
-        events = list(self.app.events.get(cloud.id, gt=version - 1, lte=version))
-        if not events:  # pragma: no cover - the version was read from the stored events
-            return None
-        return then, events[0]
+        assert isinstance(then, Cloud)
+        return then
 
     def submit_assign(
         self,
@@ -769,12 +851,31 @@ class LedgerService:
         actor: Actor,
         *,
         authorize: Authorize | None = None,
+        request_key: str | None = None,
     ) -> Future[LicenseChange]:
+        """Assign a license; ``request_key`` as for :meth:`submit_purchase` (a committed
+        assignment answers the license counts as it left them)."""
+
         def change(cloud: Cloud, now: datetime) -> LicenseChange:
-            cloud.assign_license(user_id=user_id, rights_group=rights_group, actor=actor, at=now)
+            cloud.assign_license(
+                user_id=user_id,
+                rights_group=rights_group,
+                actor=actor,
+                at=now,
+                request_key=request_key,
+            )
             return LicenseChange.of(cloud)
 
-        return self._on_cloud("assign_license", cloud_id, change, authorize)
+        def replay(cloud: Cloud) -> LicenseChange | None:
+            committed = self._committed(
+                cloud,
+                request_key,
+                Cloud.LicenseAssigned,
+                lambda e: e.user_id == user_id and e.rights_group == rights_group,
+            )
+            return None if committed is None else LicenseChange.of(committed[0])
+
+        return self._on_cloud("assign_license", cloud_id, change, authorize, replay=replay)
 
     def submit_release(
         self,
@@ -784,12 +885,30 @@ class LedgerService:
         *,
         rights_group: str | None = None,
         authorize: Authorize | None = None,
+        request_key: str | None = None,
     ) -> Future[LicenseChange]:
+        """Release a license; ``request_key`` as for :meth:`submit_assign`."""
+
         def change(cloud: Cloud, now: datetime) -> LicenseChange:
-            cloud.release_license(user_id=user_id, actor=actor, at=now, rights_group=rights_group)
+            cloud.release_license(
+                user_id=user_id,
+                actor=actor,
+                at=now,
+                rights_group=rights_group,
+                request_key=request_key,
+            )
             return LicenseChange.of(cloud)
 
-        return self._on_cloud("release_license", cloud_id, change, authorize)
+        def replay(cloud: Cloud) -> LicenseChange | None:
+            committed = self._committed(
+                cloud,
+                request_key,
+                Cloud.LicenseReleased,
+                lambda e: e.user_id == user_id and e.rights_group == rights_group,
+            )
+            return None if committed is None else LicenseChange.of(committed[0])
+
+        return self._on_cloud("release_license", cloud_id, change, authorize, replay=replay)
 
     def submit_rights_group(
         self,
@@ -800,17 +919,14 @@ class LedgerService:
         *,
         previous_rights_group: str | None = None,
         authorize: Authorize | None = None,
+        request_key: str | None = None,
     ) -> Future[RightsGroupState]:
-        """Put a user in a rights group; the group decides whether they hold a license."""
+        """Put a user in a rights group; the group decides whether they hold a license.
+        ``request_key`` as for :meth:`submit_purchase`: a committed change (assigned, changed
+        or released) is answered with the user's state as it left it (an unchanged outcome
+        recorded nothing and is simply run again)."""
 
-        def change(cloud: Cloud, now: datetime) -> RightsGroupState:
-            outcome = cloud.set_rights_group(
-                user_id=user_id,
-                rights_group=rights_group,
-                actor=actor,
-                at=now,
-                previous_rights_group=previous_rights_group,
-            )
+        def state(cloud: Cloud, outcome: str) -> RightsGroupState:
             return RightsGroupState(
                 cloud_id=cloud.id,
                 user_id=user_id,
@@ -823,7 +939,36 @@ class LedgerService:
                 version=cloud.version,
             )
 
-        return self._on_cloud("set_rights_group", cloud_id, change, authorize)
+        def change(cloud: Cloud, now: datetime) -> RightsGroupState:
+            outcome = cloud.set_rights_group(
+                user_id=user_id,
+                rights_group=rights_group,
+                actor=actor,
+                at=now,
+                previous_rights_group=previous_rights_group,
+                request_key=request_key,
+            )
+            return state(cloud, outcome)
+
+        outcomes: dict[type[Any], str] = {
+            Cloud.LicenseAssigned: "assigned",
+            Cloud.LicenseRightsGroupChanged: "changed",
+            Cloud.LicenseReleased: "released",
+        }
+
+        def replay(cloud: Cloud) -> RightsGroupState | None:
+            committed = self._committed(
+                cloud,
+                request_key,
+                tuple(outcomes),
+                lambda e: e.user_id == user_id and e.rights_group == rights_group,
+            )
+            if committed is None:
+                return None
+            then, event = committed
+            return state(then, outcomes[type(event)])
+
+        return self._on_cloud("set_rights_group", cloud_id, change, authorize, replay=replay)
 
     def submit_billing_email(
         self,
@@ -832,12 +977,26 @@ class LedgerService:
         actor: Actor,
         *,
         authorize: Authorize | None = None,
+        request_key: str | None = None,
     ) -> Future[Cloud]:
+        """Change the billing e-mail; ``request_key`` as for :meth:`submit_reduction`."""
+
         def change(cloud: Cloud, now: datetime) -> Cloud:
-            cloud.change_billing_email(billing_email=billing_email, actor=actor, at=now)
+            cloud.change_billing_email(
+                billing_email=billing_email, actor=actor, at=now, request_key=request_key
+            )
             return snapshot(cloud)
 
-        return self._on_cloud("change_billing_email", cloud_id, change, authorize)
+        def replay(cloud: Cloud) -> Cloud | None:
+            committed = self._committed(
+                cloud,
+                request_key,
+                Cloud.BillingEmailChanged,
+                lambda e: e.billing_email == billing_email,
+            )
+            return None if committed is None else committed[0]
+
+        return self._on_cloud("change_billing_email", cloud_id, change, authorize, replay=replay)
 
     def submit_renewal(self, cloud_id: UUID) -> Future[Cloud]:
         return self._on_cloud("renew", cloud_id, lambda cloud, now: snapshot(cloud))

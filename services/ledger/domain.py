@@ -236,6 +236,12 @@ class Cloud(Aggregate):
         licensed_rights_groups: tuple[str, ...]
         first_period_index: int
         actor: Actor
+        #: As ``SeatsIncreased.request_key``.
+        request_key: str | None = None
+
+        def apply(self, aggregate: Any) -> None:
+            aggregate.opening_request_key = self.request_key
+            _remember_request(aggregate, self.request_key, self.originator_version)
 
     class SeatsIncreased(Aggregate.Event):
         seats_before: int
@@ -263,9 +269,12 @@ class Cloud(Aggregate):
         actor: Actor
         #: The user's unlicensed group before (e.g. ``guest``), when a group change assigned it.
         previous_rights_group: str | None = None
+        #: As ``SeatsIncreased.request_key``.
+        request_key: str | None = None
 
         def apply(self, aggregate: Any) -> None:
             aggregate.licenses[self.user_id] = self.rights_group
+            _remember_request(aggregate, self.request_key, self.originator_version)
 
     class LicenseReleased(Aggregate.Event):
         user_id: str
@@ -275,9 +284,12 @@ class Cloud(Aggregate):
         actor: Actor
         #: The user's new, unlicensed group (e.g. ``guest``); None when it was not given.
         rights_group: str | None = None
+        #: As ``SeatsIncreased.request_key``.
+        request_key: str | None = None
 
         def apply(self, aggregate: Any) -> None:
             del aggregate.licenses[self.user_id]
+            _remember_request(aggregate, self.request_key, self.originator_version)
 
     class LicenseRightsGroupChanged(Aggregate.Event):
         """A license holder moved from one licensed group to another: the license is kept."""
@@ -288,9 +300,12 @@ class Cloud(Aggregate):
         licenses_assigned: int
         seats: int
         actor: Actor
+        #: As ``SeatsIncreased.request_key``.
+        request_key: str | None = None
 
         def apply(self, aggregate: Any) -> None:
             aggregate.licenses[self.user_id] = self.rights_group
+            _remember_request(aggregate, self.request_key, self.originator_version)
 
     class PeriodRenewed(Aggregate.Event):
         period_index: int
@@ -324,9 +339,12 @@ class Cloud(Aggregate):
     class BillingEmailChanged(Aggregate.Event):
         billing_email: str
         actor: Actor
+        #: As ``SeatsIncreased.request_key``.
+        request_key: str | None = None
 
         def apply(self, aggregate: Any) -> None:
             aggregate.terms = replace(aggregate.terms, billing_email=self.billing_email)
+            _remember_request(aggregate, self.request_key, self.originator_version)
 
     def __init__(
         self,
@@ -347,6 +365,8 @@ class Cloud(Aggregate):
         self.scheduled_reduction: int | None = None
         #: Recent request identities -> the version of the event they recorded.
         self.request_keys: OrderedDict[str, int] = OrderedDict()
+        #: The identity of the request that opened the cloud (never forgotten; see ``open``).
+        self.opening_request_key: str | None = None
 
     # ---- commands -----------------------------------------------------------------------
 
@@ -360,10 +380,12 @@ class Cloud(Aggregate):
         licensed_rights_groups: tuple[str, ...] = DEFAULT_LICENSED_RIGHTS_GROUPS,
         actor: Actor,
         at: datetime,
+        request_key: str | None = None,
     ) -> Cloud:
         """Open a cloud's contract. Its first period is the one containing the local date of
         opening (a migrated customer's term may have started long ago), or the term's first
-        period when the term starts in the future."""
+        period when the term starts in the future. ``request_key`` (see
+        :meth:`committed_request`) is recorded with the event."""
         terms.validate()
         if seats < 1:
             raise InvalidContract("a contract starts with at least one seat")
@@ -391,6 +413,7 @@ class Cloud(Aggregate):
             licensed_rights_groups=groups,
             first_period_index=first,
             actor=actor,
+            request_key=request_key,
         )
 
     def renew_due(self, *, at: datetime, actor: Actor | None = None) -> int:
@@ -504,6 +527,7 @@ class Cloud(Aggregate):
         actor: Actor,
         at: datetime,
         previous_rights_group: str | None = None,
+        request_key: str | None = None,
     ) -> None:
         try:
             check_identifier(user_id)
@@ -529,10 +553,17 @@ class Cloud(Aggregate):
             seats=self.seats,
             actor=actor,
             previous_rights_group=previous_rights_group,
+            request_key=request_key,
         )
 
     def release_license(
-        self, *, user_id: str, actor: Actor, at: datetime, rights_group: str | None = None
+        self,
+        *,
+        user_id: str,
+        actor: Actor,
+        at: datetime,
+        rights_group: str | None = None,
+        request_key: str | None = None,
     ) -> None:
         """Release the user's license; ``rights_group`` is their new group, if known. A new
         group that needs a license contradicts the release and is refused."""
@@ -554,6 +585,7 @@ class Cloud(Aggregate):
             seats=self.seats,
             actor=actor,
             rights_group=rights_group,
+            request_key=request_key,
         )
 
     def set_rights_group(
@@ -564,6 +596,7 @@ class Cloud(Aggregate):
         actor: Actor,
         at: datetime,
         previous_rights_group: str | None = None,
+        request_key: str | None = None,
     ) -> str:
         """Put the user in ``rights_group``: the group decides whether they hold a license.
 
@@ -590,6 +623,7 @@ class Cloud(Aggregate):
                     actor=actor,
                     at=at,
                     previous_rights_group=previous_rights_group,
+                    request_key=request_key,
                 )
                 return "assigned"
             if held == rights_group:
@@ -603,20 +637,33 @@ class Cloud(Aggregate):
                 licenses_assigned=len(self.licenses),
                 seats=self.seats,
                 actor=actor,
+                request_key=request_key,
             )
             return "changed"
         if held is None:
             return "unchanged"
-        self.release_license(user_id=user_id, actor=actor, at=at, rights_group=rights_group)
+        self.release_license(
+            user_id=user_id,
+            actor=actor,
+            at=at,
+            rights_group=rights_group,
+            request_key=request_key,
+        )
         return "released"
 
-    def change_billing_email(self, *, billing_email: str, actor: Actor, at: datetime) -> bool:
+    def change_billing_email(
+        self, *, billing_email: str, actor: Actor, at: datetime, request_key: str | None = None
+    ) -> bool:
         """Record the new address; returns False (recording nothing) when it is unchanged."""
         _check_email(billing_email)
         if billing_email == self.terms.billing_email:
             return False
         self.trigger_event(
-            self.BillingEmailChanged, timestamp=at, billing_email=billing_email, actor=actor
+            self.BillingEmailChanged,
+            timestamp=at,
+            billing_email=billing_email,
+            actor=actor,
+            request_key=request_key,
         )
         return True
 
@@ -635,7 +682,10 @@ class Cloud(Aggregate):
 
     def committed_request(self, request_key: str) -> int | None:
         """The version of the event recorded by the request ``request_key`` (one of the last
-        :data:`REQUEST_KEYS_KEPT` purchases and reductions of this cloud), else None."""
+        :data:`REQUEST_KEYS_KEPT` commands recorded under a key on this cloud: its opening,
+        purchases, reductions, license and rights-group changes, billing e-mail changes), else
+        None. A command that recorded several events (renewals due, then its own) is found at
+        the version of its own, the last one."""
         keys: dict[str, int] | None = getattr(self, "request_keys", None)
         return None if keys is None else keys.get(request_key)
 

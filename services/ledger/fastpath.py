@@ -5,7 +5,9 @@ carry the load of a user-admin service. FastAPI's per-request machinery (depende
 request wrappers, body decoding through several layers) costs more event-loop time than the
 command itself, and one event loop serves all requests of a process. This ASGI layer answers
 those two requests directly, with the same model (:class:`~services.ledger.api.LicenseBody`),
-the same authentication, authorization, command and answer as the FastAPI routes.
+the same authentication, authorization, command and answer as the FastAPI routes (the
+identity of the request's ``Idempotency-Key`` is recorded with the event alike, so a retry
+after a crash is answered with the committed result).
 
 It only takes the plain case: a strictly formatted cloud id, a JSON body, a token that verifies
 and a valid body (no query string on the DELETE). Anything else goes, unchanged and with its
@@ -33,7 +35,7 @@ from starlette.requests import Request
 from seatledger.auth import Authenticator, AuthError
 from seatledger.http import Problem
 from seatledger.http.limits import replay_body
-from services.ledger.api import LicenseBody, _await, actor_of, guarded
+from services.ledger.api import LicenseBody, _await, actor_of, guarded, request_key_in
 from services.ledger.application import LedgerService
 
 Scope = MutableMapping[str, Any]
@@ -121,6 +123,7 @@ class LicenseFastPath:
                     body.rights_group,
                     actor_of(principal),
                     authorize=guarded(principal, owner=True, scopes=_SCOPES_LICENSES),
+                    request_key=request_key_in(scope),
                 )
             )
         except (Problem, AuthError) as exc:
@@ -158,6 +161,7 @@ class LicenseFastPath:
                     user_id,
                     actor_of(principal),
                     authorize=guarded(principal, owner=True, scopes=_SCOPES_LICENSES),
+                    request_key=request_key_in(scope),
                 )
             )
         except (Problem, AuthError) as exc:
