@@ -16,7 +16,11 @@ The contract with a handler::
 - An infrastructure outage (:func:`is_outage`: the database or the broker does not answer, a
   connection pool times out, a concurrency conflict) is retried after a backoff for as long
   as it takes, while the message's partition is paused (the other partitions go on). An outage
-  never dead-letters a message: nothing acknowledged is ever lost.
+  never dead-letters a message: nothing acknowledged is ever lost. The rule is deliberately
+  wide: every failure of the environment counts (any ``OSError``, any database error but a
+  ``DataError``, broker errors), also those a deployment causes (a missing table or file),
+  because such a failure hits every message alike: dead-lettering would empty the topic into
+  the dead-letter topic, while stalling keeps the order and raises the stuck alarm below.
 - Any other exception (a bug, a value the domain cannot compute with) is retried too, but at
   most :attr:`RetryPolicy.max_attempts` times in all; then the message is dead-lettered with
   the reason ``attempts_exhausted`` and the last error in its headers, its position is

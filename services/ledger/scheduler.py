@@ -14,6 +14,11 @@ over (``park_initial_s``, doubled on every further failure up to ``park_max_s``)
 that can never renew costs one attempt per backoff, not one per tick. The tick goes on with
 the other clouds. A parked cloud that renews again is unparked. The number of parked clouds is
 ``seatledger_ledger_renewals_parked_clouds``.
+
+An outage is not the cloud's failure: when the store does not answer (or the cloud is
+contended, see :func:`seatledger.consumer.is_outage`) the tick ends there, nothing is parked or
+counted as a failed renewal, and the next tick tries every due cloud again, so the clouds renew
+as soon as the store is back.
 """
 
 from __future__ import annotations
@@ -27,8 +32,9 @@ from typing import Any, Protocol
 from uuid import UUID
 
 from seatledger.billing import local_date
+from seatledger.consumer import is_outage
 from seatledger.logging import get_logger
-from services.ledger.application import LedgerService
+from services.ledger.application import ConcurrencyConflict, LedgerService, LedgerUnavailable
 
 
 class RenewalObserver(Protocol):
@@ -85,7 +91,14 @@ class RenewalScheduler:
         now = self.service.clock()
         started = time.monotonic()
         pending: list[tuple[UUID, int, Future[Any]]] = []
-        for cloud_id in self.service.index.all():
+        try:
+            clouds = self.service.index.all()
+        except Exception as exc:
+            if not is_outage(exc):
+                raise
+            self.log.warning("renewal_tick_deferred", error_type=type(exc).__name__)
+            return 0
+        for cloud_id in clouds:
             parked = self._parked.get(cloud_id)
             if parked is not None and parked.until > started:
                 continue
@@ -94,6 +107,9 @@ class RenewalScheduler:
                 if due is not None:
                     pending.append((cloud_id, due, self.service.submit_renewal(cloud_id)))
             except Exception as exc:
+                if is_outage(exc):
+                    self._deferred(cloud_id, "check", exc)
+                    break
                 self._failed(cloud_id, "check", exc)
         renewed = 0
         for cloud_id, index_before, future in pending:
@@ -101,7 +117,10 @@ class RenewalScheduler:
                 cloud = self.service.wait(future)
                 end, zone = cloud.current_period.end, cloud.terms.time_zone
             except Exception as exc:
-                self._failed(cloud_id, "renew", exc)
+                if is_outage(exc) or isinstance(exc, (LedgerUnavailable, ConcurrencyConflict)):
+                    self._deferred(cloud_id, "renew", exc)
+                else:
+                    self._failed(cloud_id, "renew", exc)
                 continue
             renewed += max(cloud.period_index - index_before, 0)
             self._next_due[cloud_id] = (end, zone)
@@ -128,6 +147,17 @@ class RenewalScheduler:
             return int(cloud.period_index)
         self._next_due[cloud_id] = (cloud.current_period.end, cloud.terms.time_zone)
         return None
+
+    def _deferred(self, cloud_id: UUID, stage: str, exc: Exception) -> None:
+        """An outage or contention: nothing is parked or counted, the next tick retries."""
+        self._next_due.pop(cloud_id, None)
+        self.log.warning(
+            "renewal_deferred",
+            cloud_id=str(cloud_id),
+            stage=stage,
+            error_type=type(exc).__name__,
+            error=str(exc)[:300],
+        )
 
     def _failed(self, cloud_id: UUID, stage: str, exc: Exception) -> None:
         """Park the cloud (longer after each failure) and go on with the others."""
