@@ -241,7 +241,7 @@ def test_any_other_spelling_of_a_decimal_is_refused(text: str, extra: str, where
         Decimal("Infinity"),
     ],
 )
-def test_decimal_refusals_from_the_findings(value: Any) -> None:
+def test_an_amount_that_is_not_a_plain_bounded_decimal_string_is_refused(value: Any) -> None:
     refused(check_decimal, "amount", value)
 
 
@@ -355,7 +355,7 @@ def test_an_address_with_a_character_smtp_cannot_carry_is_refused(local: str, ba
         None,
     ],
 )
-def test_email_refusals_from_the_findings(address: Any) -> None:
+def test_a_value_that_is_not_one_smtp_deliverable_address_is_refused(address: Any) -> None:
     refused(check_email, "email", address)
 
 
