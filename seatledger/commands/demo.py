@@ -68,12 +68,10 @@ class EmbeddedServer:
 
     def __init__(self, settings: Settings) -> None:
         from seatledger.embedded import build_embedded
+        from seatledger.serving import server_config
 
         self.product = build_embedded(settings)
-        config = uvicorn.Config(
-            self.product.http_app, host="127.0.0.1", port=0, log_config=None, access_log=False
-        )
-        self.server = uvicorn.Server(config)
+        self.server = uvicorn.Server(server_config(self.product.http_app))
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
     def __enter__(self) -> str:

@@ -175,16 +175,19 @@ def serve_ledger(settings: Settings, *, scheduler: bool = True, workers: int = 1
 
     from seatledger.logging import configure_logging
     from seatledger.metrics import new_registry
+    from seatledger.serving import HeaderTimeoutProtocol, server_config
 
     configure_logging(settings.log_level, settings.log_format, buffered=True)
     if workers > 1:
+        # The header deadline is the protocol's default (10 s) in the worker processes.
         uvicorn.run(
             "services.ledger.bootstrap:ledger_app_from_env",
             factory=True,
             workers=workers,
             host=settings.http_host,
             port=settings.http_port,
-            log_level="warning",
+            http=HeaderTimeoutProtocol,
+            log_config=None,
             access_log=False,
         )
         return
@@ -192,13 +195,13 @@ def serve_ledger(settings: Settings, *, scheduler: bool = True, workers: int = 1
     components = build_ledger(settings, registry)
     components.start(scheduler=scheduler)
     app = create_ledger_app(components, registry)
+    config = server_config(
+        app,
+        host=settings.http_host,
+        port=settings.http_port,
+        header_timeout_s=settings.http_header_timeout_s,
+    )
     try:
-        uvicorn.run(
-            app,
-            host=settings.http_host,
-            port=settings.http_port,
-            log_level="warning",
-            access_log=False,
-        )
+        uvicorn.Server(config).run()
     finally:
         components.close()
