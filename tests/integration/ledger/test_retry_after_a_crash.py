@@ -295,5 +295,29 @@ def test_a_key_that_recorded_a_purchase_is_refused_for_a_reduction(ledger):
     assert reduced.status_code == 422, reduced.text
     assert reduced.json()["title"] == "Idempotency-Key reused"
     assert ledger.event_count() == count
+    # The same problem as a key reused while its answer is still kept.
+    kept = {**ledger.owner, "Idempotency-Key": "kept-key"}
+    url = f"/v1/clouds/{cloud_id}/seat-purchases"
+    assert ledger.client.post(url, json={"seats": 6}, headers=kept).status_code == 201
+    reused = ledger.client.post(
+        f"/v1/clouds/{cloud_id}/seat-reductions", json={"seats": 4}, headers=kept
+    )
+    assert (reused.status_code, reused.json()["title"]) == (422, reduced.json()["title"])
     cloud = ledger.client.get(f"/v1/clouds/{cloud_id}", headers=ledger.owner).json()
     assert cloud["scheduled_reduction"] is None
+
+
+def test_a_key_that_opened_a_cloud_is_refused_for_other_terms(ledger):
+    headers = {**ledger.admin, "Idempotency-Key": "open-once"}
+    first = ledger.client.post("/v1/clouds", json=CLOUD_BODY, headers=headers)
+    assert first.status_code == 201, first.text
+    count = ledger.event_count()
+    store = ledger.components.idempotency
+    store.db.execute(
+        f"DELETE FROM {store._table} WHERE principal = ? AND key = ?", ("admin-1", "open-once")
+    )
+
+    other = ledger.client.post("/v1/clouds", json={**CLOUD_BODY, "seats": 9}, headers=headers)
+    assert other.status_code == 422, other.text
+    assert other.json()["title"] == "Idempotency-Key reused"
+    assert ledger.event_count() == count
