@@ -15,7 +15,20 @@ A key "in flight" belongs to the process that claimed it. Each process keeps a h
 the same database (every ``heartbeat_interval_s``, 2 s); a key whose process has not beaten for
 ``dead_after_s`` (10 s: the process was killed) is taken over by the next retry, which runs the
 request again (the ledger answers the committed result of a command already recorded under the
-key). ``stale_after_s`` (60 s) is the last resort for a key whose process still beats.
+key). A key whose process still beats is never taken over, however long it is in flight (e.g. a
+command kept open by :meth:`PendingKey.settle_later` through a long outage). ``stale_after_s``
+(60 s) frees only a key that names no process (claimed before processes were recorded).
+
+The claim is fenced: only the process holding a key stores its answer or releases it, so a
+process whose key was taken over (it was paused, or cut off from the database, for longer than
+``dead_after_s``) changes nothing when it settles (logged ``idempotency_settle_ignored``).
+Every time written or compared (claims, heartbeats) is the database's clock
+(:attr:`SqlDatabase.clock_sql`), never a host's: the clock skew of a node cannot make a live
+process look dead.
+
+A request whose claim fails (the database dropped the connection, perhaps after the claim
+committed) is answered 503 and its key released in the background, as is any key whose request
+fails before its answer is settled: a 5xx never leaves a key in flight.
 
 A response kept for its key is stored before it is sent, so a client that received it finds
 it stored even if the process dies right after sending.
@@ -148,12 +161,12 @@ class IdempotencyStore:
     # The heartbeat of this process.
 
     def beat(self) -> None:
-        """Record that this process is alive (and forget processes dead for long)."""
-        now = time.time()
+        """Record that this process is alive, at the database's time."""
         self.db.execute(
-            f"INSERT INTO {self._instances} (instance, heartbeat_at) VALUES (?, ?)"  # noqa: S608
+            f"INSERT INTO {self._instances} (instance, heartbeat_at)"  # noqa: S608
+            f" VALUES (?, {self.db.clock_sql})"
             " ON CONFLICT (instance) DO UPDATE SET heartbeat_at = excluded.heartbeat_at",
-            (self.instance, now),
+            (self.instance,),
         )
 
     def _ensure_heartbeat(self) -> None:
@@ -174,9 +187,11 @@ class IdempotencyStore:
                 return
             try:
                 self.beat()
+                # Forget processes dead for a day (their keys count as ownerless).
                 self.db.execute(
-                    f"DELETE FROM {self._instances} WHERE heartbeat_at < ?",  # noqa: S608
-                    (time.time() - 86400,),
+                    f"DELETE FROM {self._instances}"  # noqa: S608
+                    f" WHERE heartbeat_at < {self.db.clock_sql} - ?",
+                    (86400.0,),
                 )
             except Exception as exc:  # the database is away: beat again next time
                 _log.warning("idempotency_heartbeat_failed", error_type=type(exc).__name__)
@@ -185,38 +200,51 @@ class IdempotencyStore:
         """Stop the heartbeat (keys still in flight are taken over by other processes)."""
         self._stopped.set()
 
-    def _instance_alive(self, instance: str | None, now: float) -> bool:
-        if instance is None:
-            return True  # a key claimed before heartbeats existed: only stale_after_s frees it
+    def _owner_gone(
+        self, instance: str | None, heartbeat_at: float | None, created_at: float, now: float
+    ) -> bool:
+        """Whether a pending key may be taken over: its process is dead (no heartbeat within
+        ``dead_after_s``, or none recorded any more), or, for a key naming no process, it is
+        older than ``stale_after_s``. All times are the database's."""
         if instance == self.instance:
-            return True
-        rows, _ = self.db.execute(
-            f"SELECT heartbeat_at FROM {self._instances} WHERE instance = ?",  # noqa: S608
-            (instance,),
-        )
-        return bool(rows) and now - float(rows[0][0]) <= self.dead_after_s
+            return False  # this process holds it and settles it
+        if instance is None:
+            return now - created_at > self.stale_after_s
+        return heartbeat_at is None or now - heartbeat_at > self.dead_after_s
 
     # Keys.
 
     def claim(self, principal: str, key: str, fingerprint: str) -> Claim:
         self._ensure_heartbeat()
-        now = time.time()
+        clock = self.db.clock_sql
         _, inserted = self.db.execute(
             f"INSERT INTO {self._table}"  # noqa: S608
             " (principal, key, fingerprint, state, created_at, instance)"
-            " VALUES (?, ?, ?, 'pending', ?, ?) ON CONFLICT (principal, key) DO NOTHING",
-            (principal, key, fingerprint, now, self.instance),
+            f" VALUES (?, ?, ?, 'pending', {clock}, ?) ON CONFLICT (principal, key) DO NOTHING",
+            (principal, key, fingerprint, self.instance),
         )
         if inserted == 1:
             return Claim("new")
         rows, _ = self.db.execute(
-            f"SELECT fingerprint, state, created_at, status, headers, body, instance"  # noqa: S608
-            f" FROM {self._table} WHERE principal = ? AND key = ?",
+            "SELECT k.fingerprint, k.state, k.created_at, k.status, k.headers, k.body,"  # noqa: S608
+            f" k.instance, h.heartbeat_at, {clock}"
+            f" FROM {self._table} AS k LEFT JOIN {self._instances} AS h"
+            " ON h.instance = k.instance WHERE k.principal = ? AND k.key = ?",
             (principal, key),
         )
         if not rows:  # released between the two statements: try once more
             return self.claim(principal, key, fingerprint)
-        stored_fingerprint, state, created_at, status, headers, body, instance = rows[0]
+        (
+            stored_fingerprint,
+            state,
+            created_at,
+            status,
+            headers,
+            body,
+            instance,
+            heartbeat_at,
+            now,
+        ) = rows[0]
         if stored_fingerprint != fingerprint:
             return Claim("mismatch")
         if state == "done":
@@ -228,40 +256,91 @@ class IdempotencyStore:
                     bytes.fromhex(body),
                 ),
             )
-        dead = not self._instance_alive(instance, now)
-        if dead or now - float(created_at) > self.stale_after_s:
-            _, taken = self.db.execute(
-                f"UPDATE {self._table} SET created_at = ?, instance = ?"  # noqa: S608
-                " WHERE principal = ? AND key = ? AND state = 'pending' AND created_at = ?",
-                (now, self.instance, principal, key, created_at),
-            )
-            if taken == 1:
-                _log.info("idempotency_key_taken_over", owner_dead=dead)
-                return Claim("new")
+        if not self._owner_gone(
+            instance,
+            None if heartbeat_at is None else float(heartbeat_at),
+            float(created_at),
+            float(now),
+        ):
+            return Claim("in_flight")
+        # Taken over only if it is still the same claim and its owner did not beat meanwhile.
+        owner_is = "k.instance IS NULL" if instance is None else "k.instance = ?"
+        _, taken = self.db.execute(
+            f"UPDATE {self._table} AS k SET created_at = {clock}, instance = ?"  # noqa: S608
+            f" WHERE k.principal = ? AND k.key = ? AND k.state = 'pending' AND {owner_is}"
+            " AND k.created_at = ? AND NOT EXISTS (SELECT 1 FROM"
+            f" {self._instances} AS h WHERE h.instance = k.instance"
+            f" AND h.heartbeat_at >= {clock} - ?)",
+            (
+                self.instance,
+                principal,
+                key,
+                *(() if instance is None else (instance,)),
+                created_at,
+                self.dead_after_s,
+            ),
+        )
+        if taken == 1:
+            _log.info("idempotency_key_taken_over", ownerless=instance is None)
+            return Claim("new")
         return Claim("in_flight")
 
     def complete(self, principal: str, key: str, response: StoredResponse) -> None:
-        self.db.execute(
+        """Store the answer of a key this process holds (a key taken over by another process
+        is left to it)."""
+        _, changed = self.db.execute(
             f"UPDATE {self._table} SET state = 'done', status = ?, headers = ?, body = ?"  # noqa: S608
-            " WHERE principal = ? AND key = ?",
+            " WHERE principal = ? AND key = ? AND state = 'pending' AND instance = ?",
             (
                 response.status,
                 json.dumps(response.headers),
                 response.body.hex(),
                 principal,
                 key,
+                self.instance,
             ),
         )
+        if changed != 1:
+            self._log_not_held(principal, key, "complete")
 
     def release(self, principal: str, key: str) -> None:
-        self.db.execute(
-            f"DELETE FROM {self._table} WHERE principal = ? AND key = ? AND state = 'pending'",  # noqa: S608
-            (principal, key),
+        """Free a key this process holds (a key taken over by another process is left to
+        it)."""
+        _, changed = self.db.execute(
+            f"DELETE FROM {self._table}"  # noqa: S608
+            " WHERE principal = ? AND key = ? AND state = 'pending' AND instance = ?",
+            (principal, key, self.instance),
         )
+        if changed != 1:
+            self._log_not_held(principal, key, "release")
+
+    def _log_not_held(self, principal: str, key: str, action: str) -> None:
+        """Log a settlement that changed nothing because another process holds the key (a
+        key not claimed at all, or already settled by this process, is not worth a line)."""
+        try:
+            rows, _ = self.db.execute(
+                f"SELECT instance FROM {self._table} WHERE principal = ? AND key = ?",  # noqa: S608
+                (principal, key),
+            )
+        except Exception:  # only a diagnosis: the settlement itself is done
+            return
+        if rows and rows[0][0] != self.instance:
+            _log.warning("idempotency_settle_ignored", action=action, reason="taken_over")
+
+    def release_in_background(self, principal: str, key: str) -> None:
+        """Release the key if this process holds it, on a thread of its own, retried while
+        the database does not answer (for a claim that failed: it may have committed)."""
+        threading.Thread(
+            target=self._settle_until_done,
+            args=(principal, key, None),
+            name="idempotency-release",
+            daemon=True,
+        ).start()
 
     def settle_or_retry(self, principal: str, key: str, response: StoredResponse | None) -> None:
         """Store ``response`` for the key (None: release it); when the database does not
-        answer, keep trying in the background for ``release_retry_s`` (logged), so that a key
+        answer, keep trying in the background until it does (an error is logged past
+        ``release_retry_s``), so that a key
         is not left in flight by an outage."""
         try:
             self._settle(principal, key, response)
@@ -281,18 +360,20 @@ class IdempotencyStore:
             self.complete(principal, key, response)
 
     def _settle_until_done(self, principal: str, key: str, response: StoredResponse | None) -> None:
+        # Never given up while the process runs: a live process's key is not taken over, so a
+        # settlement abandoned here would leave the key in flight for good. Past
+        # ``release_retry_s`` the delay is logged as an error (once) and the tries go on.
         deadline = time.monotonic() + self.release_retry_s
+        overdue = False
         delay = 0.2
         while not self._stopped.is_set() and not self.db.closed:
             try:
                 self._settle(principal, key, response)
             except Exception as exc:
-                if time.monotonic() > deadline:
-                    _log.error(
-                        "idempotency_settle_failed", error_type=type(exc).__name__, gave_up=True
-                    )
-                    return
-                time.sleep(delay)
+                if not overdue and time.monotonic() > deadline:
+                    overdue = True
+                    _log.error("idempotency_settle_overdue", error_type=type(exc).__name__)
+                self._stopped.wait(delay)
                 delay = min(delay * 2, 5.0)
                 continue
             _log.info("idempotency_settle_recovered")
@@ -443,7 +524,13 @@ class IdempotencyMiddleware:
         fingerprint = request_fingerprint(
             scope["method"], scope["path"], scope.get("query_string", b""), body
         )
-        claim = await anyio.to_thread.run_sync(store.claim, principal, key, fingerprint)
+        try:
+            claim = await anyio.to_thread.run_sync(store.claim, principal, key, fingerprint)
+        except BaseException:
+            # The claim may have committed before the database stopped answering: free it
+            # (if this process holds it), so that the 503 leaves no key in flight.
+            store.release_in_background(principal, key)
+            raise
         if claim.outcome == "replay":
             assert claim.response is not None
             await send(

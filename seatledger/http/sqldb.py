@@ -65,6 +65,22 @@ class SqlDatabase:
         """The qualified name of one of the service's tables."""
         return f'"{self.schema}"."{name}"' if self.dialect == "postgres" else f'"{name}"'
 
+    @property
+    def clock_sql(self) -> str:
+        """An SQL expression of the database's clock, in seconds since the Unix epoch.
+
+        Times that processes on several hosts write and compare (heartbeats, claims) use it
+        instead of each host's own clock, so that a node whose clock is off is judged right.
+        """
+        if self.dialect == "postgres":
+            return "extract(epoch from clock_timestamp())::double precision"
+        return "((julianday('now') - 2440587.5) * 86400.0)"
+
+    def now(self) -> float:
+        """The database's clock, in seconds since the Unix epoch."""
+        rows, _ = self.execute(f"SELECT {self.clock_sql}")
+        return float(rows[0][0])
+
     def add_column(self, table: str, column: str, definition: str) -> None:
         """Add a column to one of the service's tables unless it has it (idempotent)."""
         if self.dialect == "postgres":
