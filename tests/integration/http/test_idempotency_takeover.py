@@ -60,7 +60,7 @@ def test_a_key_in_flight_of_a_killed_process_is_taken_over_within_seconds(store_
         took = time.monotonic() - killed_at
         assert outcome == "new"
         # The documented bound: a heartbeat older than 10 s (beats every 2 s), far below the
-        # 60 s last resort.
+        # 60 s that free only a key naming no process.
         assert took <= store.dead_after_s + 2.5, took
         # Taken over once: the next retry finds it in flight with its new owner.
         assert store.claim("owner-1", "k-crash", "fp").outcome == "in_flight"
