@@ -92,7 +92,8 @@ def test_every_command_records_its_request_and_the_version_of_its_event():
         billing_email="ap@acme.example", actor=OWNER, at=T0, request_key="email"
     )
     assert cloud.committed_request("email") == cloud.version
-    recorded = {type(e).__name__: e.request_key for e in cloud.collect_events()}
+    events: list[Any] = list(cloud.collect_events())
+    recorded = {type(e).__name__: e.request_key for e in events}
     assert recorded == {
         "ContractOpened": opening,
         "LicenseAssigned": "group-0",
@@ -172,5 +173,5 @@ def test_events_stored_before_the_field_existed_still_load():
         assert aggregate.committed_request(key) is None
     assert aggregate.opening_request_key is None
     for stored_event in older:
-        event: Any = app.mapper.to_domain_event(stored_event)
-        assert event.request_key is None
+        decoded: Any = app.mapper.to_domain_event(stored_event)
+        assert decoded.request_key is None
