@@ -19,9 +19,11 @@ key). A key whose process still beats is never taken over, however long it is in
 command kept open by :meth:`PendingKey.settle_later` through a long outage). ``stale_after_s``
 (60 s) frees only a key that names no process (claimed before processes were recorded).
 
-The claim is fenced: only the process holding a key stores its answer or releases it, so a
-process whose key was taken over (it was paused, or cut off from the database, for longer than
-``dead_after_s``) changes nothing when it settles (logged ``idempotency_settle_ignored``).
+The claim is fenced: only the claim holding a key (its process and its own ``claim_id``)
+stores its answer or releases it, so a process whose key was taken over (it was paused, or cut
+off from the database, for longer than ``dead_after_s``) changes nothing when it settles
+(logged ``idempotency_settle_ignored``), and a late release of an earlier claim never frees a
+later claim of the same key.
 Every time written or compared (claims, heartbeats) is the database's clock
 (:attr:`SqlDatabase.clock_sql`), never a host's: the clock skew of a node cannot make a live
 process look dead.
@@ -54,6 +56,7 @@ the real response, rendered and stored (or the key released) by the rule above.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import threading
@@ -110,6 +113,8 @@ class Claim:
 
     outcome: str
     response: StoredResponse | None = None
+    #: The claim's own id (``new``): only that claim stores the key's answer or releases it.
+    claim_id: str | None = None
 
 
 class IdempotencyStore:
@@ -136,6 +141,10 @@ class IdempotencyStore:
         self._heartbeat: threading.Thread | None = None
         self._heartbeat_lock = threading.Lock()
         self._stopped = threading.Event()
+        # Settlements the database refused, retried by one background thread.
+        self._unsettled: dict[tuple[str, str, str | None], StoredResponse | None] = {}
+        self._unsettled_lock = threading.Lock()
+        self._settler: threading.Thread | None = None
 
     def create_table(self) -> None:
         self.db.execute(
@@ -149,9 +158,11 @@ class IdempotencyStore:
             " headers TEXT,"
             " body TEXT,"
             " instance TEXT,"
+            " claim_id TEXT,"
             " PRIMARY KEY (principal, key))"
         )
         self.db.add_column("idempotency_keys", "instance", "TEXT")
+        self.db.add_column("idempotency_keys", "claim_id", "TEXT")
         self.db.execute(
             f"CREATE TABLE IF NOT EXISTS {self._instances} ("
             " instance TEXT PRIMARY KEY,"
@@ -214,17 +225,23 @@ class IdempotencyStore:
 
     # Keys.
 
-    def claim(self, principal: str, key: str, fingerprint: str) -> Claim:
+    def claim(
+        self, principal: str, key: str, fingerprint: str, *, claim_id: str | None = None
+    ) -> Claim:
+        """Claim a key for a request. ``claim_id`` (a fresh id by default) names this claim:
+        a caller that does not learn the outcome (the database failed) can still release the
+        claim if it was recorded, without touching a later one."""
+        claim_id = claim_id or uuid.uuid4().hex
         self._ensure_heartbeat()
         clock = self.db.clock_sql
         _, inserted = self.db.execute(
             f"INSERT INTO {self._table}"  # noqa: S608
-            " (principal, key, fingerprint, state, created_at, instance)"
-            f" VALUES (?, ?, ?, 'pending', {clock}, ?) ON CONFLICT (principal, key) DO NOTHING",
-            (principal, key, fingerprint, self.instance),
+            " (principal, key, fingerprint, state, created_at, instance, claim_id)"
+            f" VALUES (?, ?, ?, 'pending', {clock}, ?, ?) ON CONFLICT (principal, key) DO NOTHING",
+            (principal, key, fingerprint, self.instance, claim_id),
         )
         if inserted == 1:
-            return Claim("new")
+            return Claim("new", claim_id=claim_id)
         rows, _ = self.db.execute(
             "SELECT k.fingerprint, k.state, k.created_at, k.status, k.headers, k.body,"  # noqa: S608
             f" k.instance, h.heartbeat_at, {clock}"
@@ -233,7 +250,7 @@ class IdempotencyStore:
             (principal, key),
         )
         if not rows:  # released between the two statements: try once more
-            return self.claim(principal, key, fingerprint)
+            return self.claim(principal, key, fingerprint, claim_id=claim_id)
         (
             stored_fingerprint,
             state,
@@ -266,13 +283,14 @@ class IdempotencyStore:
         # Taken over only if it is still the same claim and its owner did not beat meanwhile.
         owner_is = "k.instance IS NULL" if instance is None else "k.instance = ?"
         _, taken = self.db.execute(
-            f"UPDATE {self._table} AS k SET created_at = {clock}, instance = ?"  # noqa: S608
+            f"UPDATE {self._table} AS k SET created_at = {clock}, instance = ?, claim_id = ?"  # noqa: S608
             f" WHERE k.principal = ? AND k.key = ? AND k.state = 'pending' AND {owner_is}"
             " AND k.created_at = ? AND NOT EXISTS (SELECT 1 FROM"
             f" {self._instances} AS h WHERE h.instance = k.instance"
             f" AND h.heartbeat_at >= {clock} - ?)",
             (
                 self.instance,
+                claim_id,
                 principal,
                 key,
                 *(() if instance is None else (instance,)),
@@ -282,102 +300,140 @@ class IdempotencyStore:
         )
         if taken == 1:
             _log.info("idempotency_key_taken_over", ownerless=instance is None)
-            return Claim("new")
+            return Claim("new", claim_id=claim_id)
         return Claim("in_flight")
 
-    def complete(self, principal: str, key: str, response: StoredResponse) -> None:
-        """Store the answer of a key this process holds (a key taken over by another process
-        is left to it)."""
+    def _holder(self, claim_id: str | None) -> tuple[str, tuple[str, ...]]:
+        """The condition (and its parameters) that a key is held by this process, and by the
+        claim ``claim_id`` when given."""
+        if claim_id is None:
+            return "instance = ?", (self.instance,)
+        return "instance = ? AND claim_id = ?", (self.instance, claim_id)
+
+    def complete(
+        self, principal: str, key: str, response: StoredResponse, claim_id: str | None = None
+    ) -> None:
+        """Store the answer of a key this process (and claim) holds; a key taken over by
+        another process is left to it."""
+        holder, holder_params = self._holder(claim_id)
         _, changed = self.db.execute(
             f"UPDATE {self._table} SET state = 'done', status = ?, headers = ?, body = ?"  # noqa: S608
-            " WHERE principal = ? AND key = ? AND state = 'pending' AND instance = ?",
+            f" WHERE principal = ? AND key = ? AND state = 'pending' AND {holder}",
             (
                 response.status,
                 json.dumps(response.headers),
                 response.body.hex(),
                 principal,
                 key,
-                self.instance,
+                *holder_params,
             ),
         )
         if changed != 1:
-            self._log_not_held(principal, key, "complete")
+            self._log_not_held(principal, key, claim_id, "complete")
 
-    def release(self, principal: str, key: str) -> None:
-        """Free a key this process holds (a key taken over by another process is left to
-        it)."""
+    def release(self, principal: str, key: str, claim_id: str | None = None) -> None:
+        """Free a key this process (and claim) holds; a key taken over by another process is
+        left to it."""
+        holder, holder_params = self._holder(claim_id)
         _, changed = self.db.execute(
             f"DELETE FROM {self._table}"  # noqa: S608
-            " WHERE principal = ? AND key = ? AND state = 'pending' AND instance = ?",
-            (principal, key, self.instance),
+            f" WHERE principal = ? AND key = ? AND state = 'pending' AND {holder}",
+            (principal, key, *holder_params),
         )
         if changed != 1:
-            self._log_not_held(principal, key, "release")
+            self._log_not_held(principal, key, claim_id, "release")
 
-    def _log_not_held(self, principal: str, key: str, action: str) -> None:
-        """Log a settlement that changed nothing because another process holds the key (a
-        key not claimed at all, or already settled by this process, is not worth a line)."""
+    def _log_not_held(self, principal: str, key: str, claim_id: str | None, action: str) -> None:
+        """Log a settlement that changed nothing because another claim holds the key (a key
+        not claimed at all, or already settled by this claim, is not worth a line)."""
         try:
             rows, _ = self.db.execute(
-                f"SELECT instance FROM {self._table} WHERE principal = ? AND key = ?",  # noqa: S608
+                f"SELECT instance, claim_id FROM {self._table}"  # noqa: S608
+                " WHERE principal = ? AND key = ?",
                 (principal, key),
             )
         except Exception:  # only a diagnosis: the settlement itself is done
             return
-        if rows and rows[0][0] != self.instance:
+        if not rows:
+            return
+        instance, holder = rows[0]
+        if instance != self.instance or (claim_id is not None and holder != claim_id):
             _log.warning("idempotency_settle_ignored", action=action, reason="taken_over")
 
-    def release_in_background(self, principal: str, key: str) -> None:
-        """Release the key if this process holds it, on a thread of its own, retried while
-        the database does not answer (for a claim that failed: it may have committed)."""
-        threading.Thread(
-            target=self._settle_until_done,
-            args=(principal, key, None),
-            name="idempotency-release",
-            daemon=True,
-        ).start()
+    def release_in_background(self, principal: str, key: str, claim_id: str) -> None:
+        """Release the claim ``claim_id`` of the key if it was recorded, in the background,
+        retried while the database does not answer (for a claim whose outcome is unknown:
+        it may have committed before the database failed)."""
+        self._settle_in_background(principal, key, None, claim_id)
 
-    def settle_or_retry(self, principal: str, key: str, response: StoredResponse | None) -> None:
+    def settle_or_retry(
+        self,
+        principal: str,
+        key: str,
+        response: StoredResponse | None,
+        claim_id: str | None = None,
+    ) -> None:
         """Store ``response`` for the key (None: release it); when the database does not
         answer, keep trying in the background until it does (an error is logged past
-        ``release_retry_s``), so that a key
-        is not left in flight by an outage."""
+        ``release_retry_s``), so that a key is not left in flight by an outage."""
         try:
-            self._settle(principal, key, response)
+            self._settle(principal, key, response, claim_id)
         except Exception as exc:
             _log.warning("idempotency_settle_deferred", error_type=type(exc).__name__)
-            threading.Thread(
-                target=self._settle_until_done,
-                args=(principal, key, response),
-                name="idempotency-settle-retry",
-                daemon=True,
-            ).start()
+            self._settle_in_background(principal, key, response, claim_id)
 
-    def _settle(self, principal: str, key: str, response: StoredResponse | None) -> None:
+    def _settle(
+        self, principal: str, key: str, response: StoredResponse | None, claim_id: str | None
+    ) -> None:
         if response is None:
-            self.release(principal, key)
+            self.release(principal, key, claim_id)
         else:
-            self.complete(principal, key, response)
+            self.complete(principal, key, response, claim_id)
 
-    def _settle_until_done(self, principal: str, key: str, response: StoredResponse | None) -> None:
-        # Never given up while the process runs: a live process's key is not taken over, so a
-        # settlement abandoned here would leave the key in flight for good. Past
-        # ``release_retry_s`` the delay is logged as an error (once) and the tries go on.
+    def _settle_in_background(
+        self, principal: str, key: str, response: StoredResponse | None, claim_id: str | None
+    ) -> None:
+        with self._unsettled_lock:
+            self._unsettled[(principal, key, claim_id)] = response
+            if self._settler is None:
+                self._settler = threading.Thread(
+                    target=self._settle_pending, name="idempotency-settle-retry", daemon=True
+                )
+                self._settler.start()
+
+    def _settle_pending(self) -> None:
+        """Retry the refused settlements until each is done. Never given up while the process
+        runs: a live process's key is not taken over, so an abandoned settlement would leave
+        its key in flight for good. Past ``release_retry_s`` without success, an error is
+        logged (once) and the tries go on, every 5 s at most."""
         deadline = time.monotonic() + self.release_retry_s
         overdue = False
-        delay = 0.2
-        while not self._stopped.is_set() and not self.db.closed:
+        delay = 0.0
+        while True:
+            if self._stopped.wait(delay) or self.db.closed:
+                with self._unsettled_lock:
+                    self._settler = None
+                return
+            with self._unsettled_lock:
+                if not self._unsettled:
+                    self._settler = None
+                    return
+                pending = list(self._unsettled.items())
             try:
-                self._settle(principal, key, response)
+                for (principal, key, claim_id), response in pending:
+                    self._settle(principal, key, response, claim_id)
+                    with self._unsettled_lock:
+                        self._unsettled.pop((principal, key, claim_id), None)
+                    _log.info("idempotency_settle_recovered")
             except Exception as exc:
                 if not overdue and time.monotonic() > deadline:
                     overdue = True
                     _log.error("idempotency_settle_overdue", error_type=type(exc).__name__)
-                self._stopped.wait(delay)
-                delay = min(delay * 2, 5.0)
+                delay = min(max(delay * 2, 0.2), 5.0)
                 continue
-            _log.info("idempotency_settle_recovered")
-            return
+            deadline = time.monotonic() + self.release_retry_s
+            overdue = False
+            delay = 0.0
 
 
 _REPLAYED_HEADERS = frozenset({"content-type", "location", "www-authenticate"})
@@ -426,19 +482,22 @@ class PendingKey:
     future resolves.
     """
 
-    def __init__(self, store: IdempotencyStore, principal: str, key: str) -> None:
+    def __init__(
+        self, store: IdempotencyStore, principal: str, key: str, claim_id: str | None = None
+    ) -> None:
         self.store = store
         self.principal = principal
         self.key = key
+        self.claim_id = claim_id
         self.kept = False
 
     def settle(self, response: StoredResponse | None) -> None:
         """Store ``response`` if it is the request's outcome, else release the key
         (blocking: database I/O; retried in the background while the database is away)."""
         if response is not None and is_outcome(response.status, response.headers, response.body):
-            self.store.settle_or_retry(self.principal, self.key, response)
+            self.store.settle_or_retry(self.principal, self.key, response, self.claim_id)
         else:
-            self.store.settle_or_retry(self.principal, self.key, None)
+            self.store.settle_or_retry(self.principal, self.key, None, self.claim_id)
 
     def settle_later(
         self, future: Future[T], render: Callable[[Future[T]], Rendered | None]
@@ -454,7 +513,7 @@ class PendingKey:
                 self.settle(None if rendered is None else stored_response(*rendered))
             except Exception as exc:  # rendering failed: the request has no answer to keep
                 _log.error("idempotency_settle_failed", error_type=type(exc).__name__, exc_info=exc)
-                self.store.settle_or_retry(self.principal, self.key, None)
+                self.store.settle_or_retry(self.principal, self.key, None, self.claim_id)
 
         def on_done(done: Future[T]) -> None:
             threading.Thread(
@@ -524,12 +583,15 @@ class IdempotencyMiddleware:
         fingerprint = request_fingerprint(
             scope["method"], scope["path"], scope.get("query_string", b""), body
         )
+        claim_id = uuid.uuid4().hex
         try:
-            claim = await anyio.to_thread.run_sync(store.claim, principal, key, fingerprint)
+            claim = await anyio.to_thread.run_sync(
+                functools.partial(store.claim, principal, key, fingerprint, claim_id=claim_id)
+            )
         except BaseException:
-            # The claim may have committed before the database stopped answering: free it
-            # (if this process holds it), so that the 503 leaves no key in flight.
-            store.release_in_background(principal, key)
+            # The claim may have committed before the database stopped answering: release it
+            # if it was recorded (that claim only), so that the 503 leaves no key in flight.
+            store.release_in_background(principal, key, claim_id)
             raise
         if claim.outcome == "replay":
             assert claim.response is not None
@@ -566,7 +628,7 @@ class IdempotencyMiddleware:
             )
             return
 
-        pending = PendingKey(store, principal, key)
+        pending = PendingKey(store, principal, key, claim.claim_id)
         scope[SCOPE_KEY] = pending
         status = 500
         response_headers: list[tuple[bytes, bytes]] = []
@@ -608,7 +670,9 @@ class IdempotencyMiddleware:
         except BaseException:
             if not pending.kept and not settled:
                 with anyio.CancelScope(shield=True):
-                    await anyio.to_thread.run_sync(store.settle_or_retry, principal, key, None)
+                    await anyio.to_thread.run_sync(
+                        store.settle_or_retry, principal, key, None, pending.claim_id
+                    )
             raise
         if not pending.kept and not settled:
             await settle_then_send()

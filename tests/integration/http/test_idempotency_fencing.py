@@ -82,6 +82,23 @@ def test_a_displaced_owner_neither_stores_an_answer_nor_releases_the_key(store_e
     assert replay.response == StoredResponse(201, [], b"taker's answer")
 
 
+def test_a_late_release_of_an_earlier_claim_leaves_a_later_claim_in_flight(store_env, stores):
+    store, other = _store(store_env), _store(store_env)
+    stores.extend((store, other))
+    # A claim whose outcome the process never learnt, then released ...
+    assert store.claim("owner-1", "k-again", "fp", claim_id="first").claim_id == "first"
+    store.release("owner-1", "k-again", "first")
+    # ... and the retry's claim, in the same process.
+    assert store.claim("owner-1", "k-again", "fp", claim_id="retry").outcome == "new"
+    # The first claim's release, retried in the background, arrives late.
+    store.release_in_background("owner-1", "k-again", "first")
+    store.release("owner-1", "k-again", "first")
+    time.sleep(0.5)
+    assert other.claim("owner-1", "k-again", "fp").outcome == "in_flight"
+    store.complete("owner-1", "k-again", StoredResponse(201, [], b"retry"), "retry")
+    assert other.claim("owner-1", "k-again", "fp").response == StoredResponse(201, [], b"retry")
+
+
 def test_a_key_that_names_no_process_is_freed_after_stale_after_s(store_env, stores):
     store = _store(store_env, stale_after_s=60.0)
     stores.append(store)
