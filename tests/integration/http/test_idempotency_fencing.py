@@ -44,7 +44,7 @@ def stores(store_env: dict[str, str]) -> Iterator[list[IdempotencyStore]]:
 
 
 def test_a_key_whose_owner_still_beats_is_never_taken_over(store_env, stores):
-    timing = {"stale_after_s": 1.0, "dead_after_s": 3.0, "heartbeat_interval_s": 0.3}
+    timing = {"stale_after_s": 1.0, "heartbeat_interval_s": 0.3}
     owner, other = _store(store_env, **timing), _store(store_env, **timing)
     stores.extend((owner, other))
     assert owner.claim("owner-1", "k-long", "fp").outcome == "new"
@@ -58,8 +58,10 @@ def test_a_key_whose_owner_still_beats_is_never_taken_over(store_env, stores):
 
 
 def test_a_displaced_owner_neither_stores_an_answer_nor_releases_the_key(store_env, stores):
-    timing = {"stale_after_s": 1.0, "dead_after_s": 1.0, "heartbeat_interval_s": 0.3}
-    displaced, taker, third = (_store(store_env, **timing) for _ in range(3))
+    timing = {"stale_after_s": 1.0, "heartbeat_interval_s": 0.3}
+    displaced = _store(store_env, **timing)
+    taker = _store(store_env, **timing, dead_after_s=1.0)  # quick to judge the paused one
+    third = _store(store_env, **timing)
     stores.extend((displaced, taker, third))
     assert displaced.claim("owner-1", "k-fenced", "fp").outcome == "new"
     displaced.stop()  # paused: no heartbeat any more, yet it will wake up and settle
@@ -127,7 +129,7 @@ SKEWED_CLAIMER = textwrap.dedent(
 
 
 def test_a_live_owner_whose_clock_is_off_is_not_taken_for_dead(store_env, stores):
-    judge = _store(store_env, dead_after_s=3.0)
+    judge = _store(store_env)
     stores.append(judge)
     child = subprocess.Popen(
         [sys.executable, "-c", SKEWED_CLAIMER, json.dumps(store_env)],
@@ -138,7 +140,7 @@ def test_a_live_owner_whose_clock_is_off_is_not_taken_for_dead(store_env, stores
     try:
         assert child.stdout is not None
         assert child.stdout.readline().strip() == "new"
-        time.sleep(4.0)  # longer than dead_after_s: only its heartbeat keeps it alive
+        time.sleep(1.5)  # a few heartbeats, each dated an hour ago by its host's clock
         assert judge.claim("owner-1", "k-skew", "fp").outcome == "in_flight"
         # What it wrote is the database's time, not its own.
         rows, _ = judge.db.execute(
@@ -150,7 +152,7 @@ def test_a_live_owner_whose_clock_is_off_is_not_taken_for_dead(store_env, stores
         now = judge.db.now()
         created_at, heartbeat_at = (float(value) for value in rows[0])
         assert now - 10 <= created_at <= now
-        assert now - 2 <= heartbeat_at <= now + 0.1
+        assert now - 5 <= heartbeat_at <= now + 0.1
     finally:
         child.send_signal(signal.SIGKILL)
         child.wait()
