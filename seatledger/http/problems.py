@@ -48,7 +48,7 @@ class Problem(Exception):
         self.status = status
         self.title = title
         self.detail = detail
-        self.type = type_ or PROBLEM_BASE + title.lower().replace(" ", "-")
+        self.type = type_ or problem_type(title)
         self.headers = headers or {}
         self.extensions = extensions
 
@@ -93,9 +93,16 @@ def problem_response(
     )
 
 
+def problem_type(title: str) -> str:
+    """The problem type named by a title (``Idempotency-Key reused`` ->
+    ``.../problems/idempotency-key-reused``): one problem, one type, whoever answers it."""
+    return PROBLEM_BASE + title.lower().replace(" ", "-")
+
+
 def raw_problem(status: int, title: str, detail: str) -> tuple[list[tuple[bytes, bytes]], bytes]:
-    """Headers and body of a problem, for ASGI middleware that answers by itself."""
-    body = json.dumps(problem_body(status, title, detail)).encode()
+    """Headers and body of a problem, for ASGI middleware that answers by itself (typed like
+    a route's :class:`Problem` of the same title)."""
+    body = json.dumps(problem_body(status, title, detail, type_=problem_type(title))).encode()
     return [
         (b"content-type", PROBLEM_CONTENT_TYPE.encode()),
         (b"content-length", str(len(body)).encode()),

@@ -303,6 +303,8 @@ def test_a_key_that_recorded_a_purchase_is_refused_for_a_reduction(ledger):
         f"/v1/clouds/{cloud_id}/seat-reductions", json={"seats": 4}, headers=kept
     )
     assert (reused.status_code, reused.json()["title"]) == (422, reduced.json()["title"])
+    assert reused.json()["type"] == reduced.json()["type"]
+    assert reused.json()["type"].endswith("/problems/idempotency-key-reused")
     cloud = ledger.client.get(f"/v1/clouds/{cloud_id}", headers=ledger.owner).json()
     assert cloud["scheduled_reduction"] is None
 
