@@ -7,7 +7,6 @@ from __future__ import annotations
 import time
 from typing import Any
 
-import psycopg
 import pytest
 from fastapi.testclient import TestClient
 
@@ -16,19 +15,9 @@ from seatledger.config import load_settings
 from seatledger.metrics import new_registry
 from services.ledger.bootstrap import build_ledger, create_ledger_app
 from tests.integration.ledger.conftest import CLOUD_BODY
+from tests.outages import set_connections
 
 SECRET = "outage-test-secret-0123456789abcdef0123"
-
-
-def _set_connections(admin_url: str, dbname: str, *, allowed: bool) -> None:
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(f'ALTER DATABASE "{dbname}" ALLOW_CONNECTIONS {str(allowed).lower()}')
-        if not allowed:
-            conn.execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-                " WHERE datname = %s AND pid <> pg_backend_pid()",
-                (dbname,),
-            )
 
 
 @pytest.fixture
@@ -62,14 +51,14 @@ def test_a_database_outage_is_answered_503_with_retry_after_and_keys_stay_free(
     assert client.post("/v1/clouds", json=CLOUD_BODY, headers=admin).status_code == 201
     events_before = components.app.recorder.max_notification_id()
     dbname = postgres_url.rsplit("/", 1)[1]
-    _set_connections(postgres_admin_url, dbname, allowed=False)
+    set_connections(postgres_admin_url, dbname, allowed=False)
     try:
         plain = client.post("/v1/clouds", json=CLOUD_BODY, headers=admin)
         keyed = client.post(
             "/v1/clouds", json=CLOUD_BODY, headers={**admin, "Idempotency-Key": "during-outage"}
         )
     finally:
-        _set_connections(postgres_admin_url, dbname, allowed=True)
+        set_connections(postgres_admin_url, dbname, allowed=True)
     for response in (plain, keyed):
         assert response.status_code == 503, response.text
         assert response.headers["content-type"] == "application/problem+json"

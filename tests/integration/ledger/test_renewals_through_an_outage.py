@@ -6,23 +6,12 @@ from __future__ import annotations
 
 from uuid import UUID
 
-import psycopg
 import pytest
 
 from tests.integration.ledger.conftest import LedgerFactory
+from tests.outages import set_connections
 
 pytestmark = pytest.mark.integration
-
-
-def _set_connections(admin_url: str, dbname: str, *, allowed: bool) -> None:
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(f'ALTER DATABASE "{dbname}" ALLOW_CONNECTIONS {str(allowed).lower()}')
-        if not allowed:
-            conn.execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-                " WHERE datname = %s AND pid <> pg_backend_pid()",
-                (dbname,),
-            )
 
 
 @pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
@@ -41,24 +30,24 @@ def test_an_outage_parks_no_cloud_and_the_due_clouds_renew_once_the_database_is_
 
     # A whole tick in the outage, then one whose outage starts after the clouds were listed
     # (the database goes away in the middle of a tick).
-    _set_connections(postgres_admin_url, dbname, allowed=False)
+    set_connections(postgres_admin_url, dbname, allowed=False)
     try:
         assert scheduler.run_once() == 0
     finally:
-        _set_connections(postgres_admin_url, dbname, allowed=True)
+        set_connections(postgres_admin_url, dbname, allowed=True)
     index = node.components.service.index
     list_clouds = index.all
 
     def listed_then_cut() -> list[UUID]:
         listed = list(list_clouds())
-        _set_connections(postgres_admin_url, dbname, allowed=False)
+        set_connections(postgres_admin_url, dbname, allowed=False)
         return listed
 
     monkeypatch.setattr(index, "all", listed_then_cut)
     try:
         assert scheduler.run_once() == 0
     finally:
-        _set_connections(postgres_admin_url, dbname, allowed=True)
+        set_connections(postgres_admin_url, dbname, allowed=True)
         monkeypatch.undo()
 
     assert scheduler.parked == {}
