@@ -564,6 +564,7 @@ def snapshot(cloud: Cloud) -> Cloud:
     """A copy of ``cloud`` for answering: the committer goes on changing the original."""
     copied = copy.copy(cloud)
     copied.licenses = dict(cloud.licenses)
+    copied.recent_requests = dict(getattr(cloud, "recent_requests", None) or {})
     copied._pending_events = []
     return copied
 

@@ -13,7 +13,7 @@ period arithmetic is delegated to :mod:`seatledger.billing`. Nothing here does I
 from __future__ import annotations
 
 import copy
-from collections import OrderedDict
+import hashlib
 from dataclasses import dataclass, replace
 from datetime import date, datetime
 from decimal import Decimal
@@ -183,16 +183,70 @@ class HonouredQuote:
     net: Decimal
 
 
-def _remember_request(aggregate: Any, request_key: str | None, version: int) -> None:
-    """Keep ``request_key`` -> ``version`` among the cloud's recent request identities."""
+class RecentRequests:
+    """The last ``kept`` request identities of one kind of command on a cloud, each with the
+    version of the event it recorded, packed in one immutable ``bytes`` value: 16 bytes of the
+    identity (a SHA-256, see ``services.ledger.application.request_identity``) and the version
+    as 8 bytes, 24 bytes an entry, oldest first. Immutable, so a copy of the cloud (the
+    repository deep-copies its cached aggregates on every read) shares it at no cost, and a
+    look-up is a byte search from the newest entry."""
+
+    __slots__ = ("blob", "kept")
+    ENTRY = 24
+
+    def __init__(self, kept: int, blob: bytes = b"") -> None:
+        self.kept = kept
+        self.blob = blob
+
+    def __copy__(self) -> RecentRequests:
+        return self
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> RecentRequests:
+        return self
+
+    def __len__(self) -> int:
+        return len(self.blob) // self.ENTRY
+
+    @staticmethod
+    def _prefix(identity: str) -> bytes:
+        try:
+            raw = bytes.fromhex(identity)
+        except ValueError:
+            raw = b""
+        if len(raw) < 16:  # not a digest: hash it, so every identity has 16 bytes
+            raw = hashlib.sha256(identity.encode()).digest()
+        return raw[:16]
+
+    def with_request(self, identity: str, version: int) -> RecentRequests:
+        blob = self.blob + self._prefix(identity) + version.to_bytes(8, "big")
+        excess = len(blob) - self.kept * self.ENTRY
+        return RecentRequests(self.kept, blob[excess:] if excess > 0 else blob)
+
+    def version_of(self, identity: str) -> int | None:
+        prefix, blob, end = self._prefix(identity), self.blob, len(self.blob)
+        while True:
+            at = blob.rfind(prefix, 0, end)
+            if at < 0:
+                return None
+            if at % self.ENTRY == 0:
+                return int.from_bytes(blob[at + 16 : at + self.ENTRY], "big")
+            end = at + len(prefix) - 1  # a match across two entries: search before it
+
+
+#: The kinds of commands whose identities a cloud keeps apart, so that many commands of one
+#: kind (e.g. licenses assigned in bulk) never push out a purchase's identity.
+CONTRACT_REQUESTS, SEAT_REQUESTS, LICENSE_REQUESTS = "contract", "seats", "licenses"
+
+
+def _remember_request(aggregate: Any, kind: str, request_key: str | None, version: int) -> None:
+    """Keep ``request_key`` -> ``version`` among the cloud's recent identities of ``kind``."""
     if request_key is None:
         return
-    keys = getattr(aggregate, "request_keys", None)
-    if keys is None:  # a cloud restored from state older than this map
-        keys = aggregate.request_keys = OrderedDict()
-    keys[request_key] = version
-    while len(keys) > REQUEST_KEYS_KEPT:
-        keys.popitem(last=False)
+    requests = getattr(aggregate, "recent_requests", None)
+    if requests is None:  # a cloud restored from state older than these indexes
+        requests = aggregate.recent_requests = {}
+    known = requests.get(kind) or RecentRequests(REQUEST_KEYS_KEPT)
+    requests[kind] = known.with_request(request_key, version)
 
 
 def _rule(error: type[LedgerError], what: str, check: Any, value: Any) -> None:
@@ -241,7 +295,9 @@ class Cloud(Aggregate):
 
         def apply(self, aggregate: Any) -> None:
             aggregate.opening_request_key = self.request_key
-            _remember_request(aggregate, self.request_key, self.originator_version)
+            _remember_request(
+                aggregate, CONTRACT_REQUESTS, self.request_key, self.originator_version
+            )
 
     class SeatsIncreased(Aggregate.Event):
         seats_before: int
@@ -259,7 +315,7 @@ class Cloud(Aggregate):
 
         def apply(self, aggregate: Any) -> None:
             aggregate.seats = self.seats_after
-            _remember_request(aggregate, self.request_key, self.originator_version)
+            _remember_request(aggregate, SEAT_REQUESTS, self.request_key, self.originator_version)
 
     class LicenseAssigned(Aggregate.Event):
         user_id: str
@@ -274,7 +330,9 @@ class Cloud(Aggregate):
 
         def apply(self, aggregate: Any) -> None:
             aggregate.licenses[self.user_id] = self.rights_group
-            _remember_request(aggregate, self.request_key, self.originator_version)
+            _remember_request(
+                aggregate, LICENSE_REQUESTS, self.request_key, self.originator_version
+            )
 
     class LicenseReleased(Aggregate.Event):
         user_id: str
@@ -289,7 +347,9 @@ class Cloud(Aggregate):
 
         def apply(self, aggregate: Any) -> None:
             del aggregate.licenses[self.user_id]
-            _remember_request(aggregate, self.request_key, self.originator_version)
+            _remember_request(
+                aggregate, LICENSE_REQUESTS, self.request_key, self.originator_version
+            )
 
     class LicenseRightsGroupChanged(Aggregate.Event):
         """A license holder moved from one licensed group to another: the license is kept."""
@@ -305,7 +365,9 @@ class Cloud(Aggregate):
 
         def apply(self, aggregate: Any) -> None:
             aggregate.licenses[self.user_id] = self.rights_group
-            _remember_request(aggregate, self.request_key, self.originator_version)
+            _remember_request(
+                aggregate, LICENSE_REQUESTS, self.request_key, self.originator_version
+            )
 
     class PeriodRenewed(Aggregate.Event):
         period_index: int
@@ -334,7 +396,7 @@ class Cloud(Aggregate):
 
         def apply(self, aggregate: Any) -> None:
             aggregate.scheduled_reduction = self.seats
-            _remember_request(aggregate, self.request_key, self.originator_version)
+            _remember_request(aggregate, SEAT_REQUESTS, self.request_key, self.originator_version)
 
     class BillingEmailChanged(Aggregate.Event):
         billing_email: str
@@ -344,7 +406,9 @@ class Cloud(Aggregate):
 
         def apply(self, aggregate: Any) -> None:
             aggregate.terms = replace(aggregate.terms, billing_email=self.billing_email)
-            _remember_request(aggregate, self.request_key, self.originator_version)
+            _remember_request(
+                aggregate, CONTRACT_REQUESTS, self.request_key, self.originator_version
+            )
 
     def __init__(
         self,
@@ -363,8 +427,8 @@ class Cloud(Aggregate):
         self.period_index = first_period_index
         self.licenses: dict[str, str] = {}
         self.scheduled_reduction: int | None = None
-        #: Recent request identities -> the version of the event they recorded.
-        self.request_keys: OrderedDict[str, int] = OrderedDict()
+        #: Recent request identities per kind of command (see :class:`RecentRequests`).
+        self.recent_requests: dict[str, RecentRequests] = {}
         #: The identity of the request that opened the cloud (never forgotten; see ``open``).
         self.opening_request_key: str | None = None
 
@@ -682,12 +746,17 @@ class Cloud(Aggregate):
 
     def committed_request(self, request_key: str) -> int | None:
         """The version of the event recorded by the request ``request_key`` (one of the last
-        :data:`REQUEST_KEYS_KEPT` commands recorded under a key on this cloud: its opening,
-        purchases, reductions, license and rights-group changes, billing e-mail changes), else
+        :data:`REQUEST_KEYS_KEPT` commands of its kind recorded under a key on this cloud: the
+        contract's (opening, billing e-mail changes), the seats' (purchases, reductions), the
+        licenses' (assignments, releases, rights-group changes)), else
         None. A command that recorded several events (renewals due, then its own) is found at
         the version of its own, the last one."""
-        keys: dict[str, int] | None = getattr(self, "request_keys", None)
-        return None if keys is None else keys.get(request_key)
+        requests: dict[str, RecentRequests] = getattr(self, "recent_requests", None) or {}
+        for known in requests.values():
+            version = known.version_of(request_key)
+            if version is not None:
+                return version
+        return None
 
     def local_today(self, at: datetime) -> date:
         return local_date(at, self.terms.time_zone)

@@ -5,6 +5,7 @@ result; events recorded before this field read back without it."""
 
 from __future__ import annotations
 
+import copy
 import json
 import uuid
 from datetime import UTC, datetime
@@ -13,7 +14,7 @@ from typing import Any
 from eventsourcing.persistence import StoredEvent
 
 from services.ledger.application import Ledger, opened_cloud_id, request_identity
-from services.ledger.domain import REQUEST_KEYS_KEPT, Actor, Cloud
+from services.ledger.domain import REQUEST_KEYS_KEPT, SEAT_REQUESTS, Actor, Cloud, RecentRequests
 from tests.unit.ledger.builders import terms
 
 OWNER = Actor("user", "owner-1")
@@ -54,7 +55,46 @@ def test_only_the_most_recent_requests_are_kept():
     assert cloud.committed_request("key-0") is None
     assert cloud.committed_request("key-4") is None
     assert cloud.committed_request("key-5") is not None
-    assert len(cloud.request_keys) == REQUEST_KEYS_KEPT
+    assert len(cloud.recent_requests[SEAT_REQUESTS]) == REQUEST_KEYS_KEPT
+
+
+def test_many_license_commands_never_push_out_a_purchase():
+    cloud = a_cloud()
+    cloud.increase_seats(seats=10 + REQUEST_KEYS_KEPT, actor=OWNER, at=T0, request_key="buy")
+    bought = cloud.committed_request("buy")
+    for n in range(REQUEST_KEYS_KEPT + 5):
+        cloud.assign_license(
+            user_id=f"u-{n}", rights_group="employee", actor=OWNER, at=T0, request_key=f"a-{n}"
+        )
+    assert cloud.committed_request("a-0") is None
+    assert cloud.committed_request(f"a-{REQUEST_KEYS_KEPT + 4}") is not None
+    assert cloud.committed_request("buy") == bought
+
+
+def test_a_copy_of_a_cloud_shares_its_recent_requests_instead_of_copying_each():
+    cloud = a_cloud()
+    for n in range(50):
+        cloud.increase_seats(seats=4 + n, actor=OWNER, at=T0, request_key=f"key-{n}")
+    copied = copy.deepcopy(cloud)
+    assert copied.recent_requests[SEAT_REQUESTS] is cloud.recent_requests[SEAT_REQUESTS]
+    cloud.increase_seats(seats=100, actor=OWNER, at=T0, request_key="later")
+    assert copied.committed_request("later") is None  # immutable: the copy keeps its state
+    assert cloud.committed_request("later") is not None
+
+
+def test_an_identity_is_found_only_at_the_start_of_an_entry():
+    # The second entry's bytes contain, across its version and the next identity, bytes that
+    # equal a third identity's first 16 bytes: that is no match.
+    first = "aa" * 32
+    requests = RecentRequests(10).with_request(first, 7)
+    straddling = (requests.blob[8:24] + bytes(16)).hex()[:32] + "00" * 16
+    assert requests.version_of(straddling) is None
+    assert requests.version_of(first) == 7
+    # A newer entry of the same identity wins; identities that are not digests still work.
+    requests = requests.with_request(first, 9).with_request("not-a-digest", 11)
+    assert requests.version_of(first) == 9
+    assert requests.version_of("not-a-digest") == 11
+    assert requests.version_of("other") is None
 
 
 def test_the_keys_are_rebuilt_from_the_stored_events():
@@ -123,7 +163,9 @@ def test_the_opening_request_is_never_forgotten():
         cloud_id=uuid.uuid4(), terms=terms(), seats=3, actor=OWNER, at=T0, request_key="opened"
     )
     for n in range(REQUEST_KEYS_KEPT + 1):
-        cloud.increase_seats(seats=4 + n, actor=OWNER, at=T0, request_key=f"key-{n}")
+        cloud.change_billing_email(
+            billing_email=f"billing-{n}@acme.example", actor=OWNER, at=T0, request_key=f"k-{n}"
+        )
     assert cloud.committed_request("opened") is None
     assert cloud.opening_request_key == "opened"
 
