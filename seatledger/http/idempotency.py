@@ -18,6 +18,9 @@ request again (the ledger answers the committed result of a command already reco
 key). A key whose process still beats is never taken over, however long it is in flight (e.g. a
 command kept open by :meth:`PendingKey.settle_later` through a long outage). ``stale_after_s``
 (60 s) frees only a key that names no process (claimed before processes were recorded).
+A process judges another dead only once its own heartbeats have succeeded without a break for
+``dead_after_s``: right after an outage of the database nobody could beat, so an old heartbeat
+then says nothing, and the owner gets the time to beat again before its keys are taken.
 
 The claim is fenced: only the claim holding a key (its process and its own ``claim_id``)
 stores its answer or releases it, so a process whose key was taken over (it was paused, or cut
@@ -141,6 +144,11 @@ class IdempotencyStore:
         self._heartbeat: threading.Thread | None = None
         self._heartbeat_lock = threading.Lock()
         self._stopped = threading.Event()
+        #: Since when (monotonic) this process's own heartbeats have succeeded without a
+        #: break; None while they fail. Only a process that has been beating for
+        #: ``dead_after_s`` judges another dead: after an outage of the database nobody could
+        #: beat, and the others' old heartbeats say nothing about them.
+        self._beating_since: float | None = None
         # Settlements the database refused, retried by one background thread.
         self._unsettled: dict[tuple[str, str, str | None], StoredResponse | None] = {}
         self._unsettled_lock = threading.Lock()
@@ -173,12 +181,18 @@ class IdempotencyStore:
 
     def beat(self) -> None:
         """Record that this process is alive, at the database's time."""
-        self.db.execute(
-            f"INSERT INTO {self._instances} (instance, heartbeat_at)"  # noqa: S608
-            f" VALUES (?, {self.db.clock_sql})"
-            " ON CONFLICT (instance) DO UPDATE SET heartbeat_at = excluded.heartbeat_at",
-            (self.instance,),
-        )
+        try:
+            self.db.execute(
+                f"INSERT INTO {self._instances} (instance, heartbeat_at)"  # noqa: S608
+                f" VALUES (?, {self.db.clock_sql})"
+                " ON CONFLICT (instance) DO UPDATE SET heartbeat_at = excluded.heartbeat_at",
+                (self.instance,),
+            )
+        except Exception:
+            self._beating_since = None
+            raise
+        if self._beating_since is None:
+            self._beating_since = time.monotonic()
 
     def _ensure_heartbeat(self) -> None:
         if self._heartbeat is not None:
@@ -193,11 +207,15 @@ class IdempotencyStore:
             self._heartbeat.start()
 
     def _beat_forever(self) -> None:
-        while not self._stopped.wait(self.heartbeat_interval_s):
+        interval = self.heartbeat_interval_s
+        while not self._stopped.wait(interval):
             if self.db.closed:
                 return
+            # After a failed beat, the next one comes sooner: the database may be back.
+            interval = min(self.heartbeat_interval_s, 0.5)
             try:
                 self.beat()
+                interval = self.heartbeat_interval_s
                 # Forget processes dead for a day (their keys count as ownerless).
                 self.db.execute(
                     f"DELETE FROM {self._instances}"  # noqa: S608
@@ -221,6 +239,9 @@ class IdempotencyStore:
             return False  # this process holds it and settles it
         if instance is None:
             return now - created_at > self.stale_after_s
+        beating_since = self._beating_since
+        if beating_since is None or time.monotonic() - beating_since < self.dead_after_s:
+            return False  # this process cannot tell yet: it has not been beating long enough
         return heartbeat_at is None or now - heartbeat_at > self.dead_after_s
 
     # Keys.
@@ -419,16 +440,20 @@ class IdempotencyStore:
                     self._settler = None
                     return
                 pending = list(self._unsettled.items())
-            try:
-                for (principal, key, claim_id), response in pending:
+            failure: Exception | None = None
+            for (principal, key, claim_id), response in pending:
+                try:  # each on its own: one that keeps failing holds up no other
                     self._settle(principal, key, response, claim_id)
-                    with self._unsettled_lock:
-                        self._unsettled.pop((principal, key, claim_id), None)
-                    _log.info("idempotency_settle_recovered")
-            except Exception as exc:
+                except Exception as exc:
+                    failure = exc
+                    continue
+                with self._unsettled_lock:
+                    self._unsettled.pop((principal, key, claim_id), None)
+                _log.info("idempotency_settle_recovered")
+            if failure is not None:
                 if not overdue and time.monotonic() > deadline:
                     overdue = True
-                    _log.error("idempotency_settle_overdue", error_type=type(exc).__name__)
+                    _log.error("idempotency_settle_overdue", error_type=type(failure).__name__)
                 delay = min(max(delay * 2, 0.2), 5.0)
                 continue
             deadline = time.monotonic() + self.release_retry_s

@@ -24,6 +24,7 @@ import structlog
 
 from seatledger.http import IdempotencyStore, SqlDatabase
 from seatledger.http.idempotency import StoredResponse
+from tests.outages import set_connections
 
 
 def _store(env: dict[str, str], **timing: float) -> IdempotencyStore:
@@ -259,3 +260,39 @@ def test_a_claim_whose_answer_was_lost_is_answered_503_and_leaves_the_key_free(
         assert len(served.recorder.calls) == 1
     finally:
         relay.close()
+
+
+@pytest.mark.parametrize("store_env", ["postgres"], indirect=True)
+def test_after_an_outage_of_the_database_a_live_owner_keeps_its_key(
+    store_env, stores, postgres_admin_url, postgres_url
+):
+    # Nobody can beat while the database is away; once it is back, an old heartbeat says
+    # nothing: another process judges the owner only after beating for dead_after_s itself.
+    # The owner beats seldom, so the other's first claim after the outage comes before the
+    # owner's first beat.
+    owner = _store(store_env, heartbeat_interval_s=2.0, dead_after_s=2.0)
+    other = _store(store_env, heartbeat_interval_s=0.3, dead_after_s=2.0)
+    stores.extend((owner, other))
+    assert owner.claim("owner-1", "k-outage", "fp").outcome == "new"
+    assert other.claim("owner-1", "k-outage", "fp").outcome == "in_flight"  # beats from now
+    dbname = postgres_url.rsplit("/", 1)[1]
+    set_connections(postgres_admin_url, dbname, allowed=False)
+    try:
+        time.sleep(3.0)  # longer than dead_after_s: every heartbeat row is old now
+    finally:
+        set_connections(postgres_admin_url, dbname, allowed=True)
+    deadline = time.monotonic() + 10
+    while True:  # the first claim that reaches the database again
+        try:
+            outcome = other.claim("owner-1", "k-outage", "fp").outcome
+            break
+        except Exception:
+            assert time.monotonic() < deadline, "the database did not come back"
+            time.sleep(0.1)
+    assert outcome == "in_flight"
+    time.sleep(2.5)  # both beat again: the owner is seen alive
+    assert other.claim("owner-1", "k-outage", "fp").outcome == "in_flight"
+    owner.complete("owner-1", "k-outage", StoredResponse(201, [], b"first"))
+    replay = other.claim("owner-1", "k-outage", "fp")
+    assert replay.outcome == "replay"
+    assert replay.response == StoredResponse(201, [], b"first")
