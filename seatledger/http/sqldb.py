@@ -82,11 +82,21 @@ class SqlDatabase:
         return float(rows[0][0])
 
     def add_column(self, table: str, column: str, definition: str) -> None:
-        """Add a column to one of the service's tables unless it has it (idempotent)."""
+        """Add a column to one of the service's tables unless it has it (idempotent). On
+        PostgreSQL the catalogue is asked first: ``ALTER TABLE`` takes an exclusive lock even
+        when the column exists, so a process starting while others read the table would
+        queue behind them (and they behind it)."""
         if self.dialect == "postgres":
-            self.execute(
-                f'ALTER TABLE {self.table(table)} ADD COLUMN IF NOT EXISTS "{column}" {definition}'
+            rows, _ = self.execute(
+                "SELECT 1 FROM information_schema.columns"
+                " WHERE table_schema = ? AND table_name = ? AND column_name = ?",
+                (self.schema, table, column),
             )
+            if not rows:
+                self.execute(
+                    f"ALTER TABLE {self.table(table)}"
+                    f' ADD COLUMN IF NOT EXISTS "{column}" {definition}'
+                )
             return
         rows, _ = self.execute(f"PRAGMA table_info({self.table(table)})")
         if all(row[1] != column for row in rows):

@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import httpx
+import psycopg
 import pytest
 import structlog
 
@@ -296,3 +297,18 @@ def test_after_an_outage_of_the_database_a_live_owner_keeps_its_key(
     replay = other.claim("owner-1", "k-outage", "fp")
     assert replay.outcome == "replay"
     assert replay.response == StoredResponse(201, [], b"first")
+
+
+@pytest.mark.parametrize("store_env", ["postgres"], indirect=True)
+def test_a_process_starting_while_the_keys_are_read_does_not_wait_for_the_readers(
+    store_env, stores, postgres_url
+):
+    first = _store(store_env)
+    stores.append(first)
+    with psycopg.connect(postgres_url) as reader:  # a long read (a report, a backup)
+        reader.execute(f"SELECT count(*) FROM {first._table}")  # holds its lock till the end
+        started = threading.Thread(target=lambda: stores.append(_store(store_env)), daemon=True)
+        started.start()
+        started.join(10)
+        assert not started.is_alive(), "the new process waited for the reader's transaction"
+        reader.rollback()
