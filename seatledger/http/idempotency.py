@@ -20,7 +20,9 @@ command kept open by :meth:`PendingKey.settle_later` through a long outage). ``s
 (60 s) frees only a key that names no process (claimed before processes were recorded).
 A process judges another dead only once its own heartbeats have succeeded without a break for
 ``dead_after_s``: right after an outage of the database nobody could beat, so an old heartbeat
-then says nothing, and the owner gets the time to beat again before its keys are taken.
+then says nothing, and the owner gets the time to beat again before its keys are taken. (A
+key whose process has no heartbeat row at all is taken over at once: a live process beats
+before it claims.)
 
 The claim is fenced: only the claim holding a key (its process and its own ``claim_id``)
 stores its answer or releases it, so a process whose key was taken over (it was paused, or cut
@@ -239,10 +241,12 @@ class IdempotencyStore:
             return False  # this process holds it and settles it
         if instance is None:
             return now - created_at > self.stale_after_s
+        if heartbeat_at is None:
+            return True  # a live process beats before it claims: its row would be there
         beating_since = self._beating_since
         if beating_since is None or time.monotonic() - beating_since < self.dead_after_s:
             return False  # this process cannot tell yet: it has not been beating long enough
-        return heartbeat_at is None or now - heartbeat_at > self.dead_after_s
+        return now - heartbeat_at > self.dead_after_s
 
     # Keys.
 

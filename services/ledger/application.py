@@ -46,6 +46,7 @@ from services.ledger.domain import (
     ContractTerms,
     HonouredQuote,
     LedgerError,
+    normalized_rights_groups,
 )
 
 APP_NAME = "ledger"
@@ -658,18 +659,17 @@ class LedgerService:
                 same = (
                     replace(cloud.terms, billing_email=request.terms.billing_email) == request.terms
                     and cloud.opening_seats == request.seats
-                    and cloud.licensed_rights_groups == request.licensed_rights_groups
+                    and cloud.licensed_rights_groups
+                    == normalized_rights_groups(request.licensed_rights_groups)
                 )
                 opened_by_this_request = request_key is not None and (
                     getattr(cloud, "opening_request_key", None) == request_key
                 )
                 if opened_by_this_request:
+                    # The body's terms and seats (the licensed groups are the configuration's
+                    # and may have been respelt between the attempts).
                     opened = self._at_version(cloud, 1)
-                    if (opened.terms, opened.opening_seats, opened.licensed_rights_groups) != (
-                        request.terms,
-                        request.seats,
-                        request.licensed_rights_groups,
-                    ):
+                    if (opened.terms, opened.opening_seats) != (request.terms, request.seats):
                         raise RequestKeyReused(
                             "this Idempotency-Key opened this cloud with other terms; use a "
                             "new key for a new request"

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from datetime import date, datetime
 from decimal import Decimal
@@ -238,6 +239,11 @@ class RecentRequests:
 CONTRACT_REQUESTS, SEAT_REQUESTS, LICENSE_REQUESTS = "contract", "seats", "licenses"
 
 
+def normalized_rights_groups(groups: Iterable[str]) -> tuple[str, ...]:
+    """Rights groups as a cloud records them: stripped, blanks and repeats dropped, in order."""
+    return tuple(dict.fromkeys(g.strip() for g in groups if g.strip()))
+
+
 def _remember_request(aggregate: Any, kind: str, request_key: str | None, version: int) -> None:
     """Keep ``request_key`` -> ``version`` among the cloud's recent identities of ``kind``."""
     if request_key is None:
@@ -453,7 +459,7 @@ class Cloud(Aggregate):
         terms.validate()
         if seats < 1:
             raise InvalidContract("a contract starts with at least one seat")
-        groups = tuple(dict.fromkeys(g.strip() for g in licensed_rights_groups if g.strip()))
+        groups = normalized_rights_groups(licensed_rights_groups)
         if not groups:
             raise InvalidContract("at least one rights group needs a license")
         if UNLICENSED_RIGHTS_GROUPS.intersection(groups):

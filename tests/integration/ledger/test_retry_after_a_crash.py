@@ -323,3 +323,19 @@ def test_a_key_that_opened_a_cloud_is_refused_for_other_terms(ledger):
     assert other.status_code == 422, other.text
     assert other.json()["title"] == "Idempotency-Key reused"
     assert ledger.event_count() == count
+
+
+def test_an_opening_retried_after_a_crash_is_201_however_the_licensed_groups_are_spelt(ledger):
+    # The configured groups may repeat or be respelt: the cloud records them normalised.
+    ledger.components.service.licensed_rights_groups = ("admin", "employee", " admin")
+    headers = {**ledger.admin, "Idempotency-Key": "open-groups"}
+    first = ledger.client.post("/v1/clouds", json=CLOUD_BODY, headers=headers)
+    assert first.status_code == 201, first.text
+    assert first.json()["licensed_rights_groups"] == ["admin", "employee"]
+    count = ledger.event_count()
+    crash_before_the_answer_was_stored(ledger, "admin-1", "open-groups")
+
+    retry = ledger.client.post("/v1/clouds", json=CLOUD_BODY, headers=headers)
+    assert retry.status_code == 201, retry.text
+    assert retry.json()["cloud_id"] == first.json()["cloud_id"]
+    assert ledger.event_count() == count
