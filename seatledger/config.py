@@ -44,6 +44,8 @@ class Settings(BaseSettings):
     http_body_timeout_s: float = Field(default=30.0, gt=0)
     http_max_body_bytes: int = Field(default=64 * 1024, ge=1024)
     http_max_response_bytes: int = Field(default=32 * 1024 * 1024, ge=64 * 1024)
+    # How long an Idempotency-Key's answer is kept and replayed (then the key is free again).
+    idempotency_keep_answers_s: int = Field(default=86400, ge=60)
 
     # Auth.
     jwt_secret: SecretStr = SecretStr(DEV_JWT_SECRET)

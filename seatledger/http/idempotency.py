@@ -134,8 +134,13 @@ class IdempotencyStore:
         heartbeat_interval_s: float = 2.0,
         dead_after_s: float = 10.0,
         release_retry_s: float = 300.0,
+        keep_answers_s: float = 86400.0,
     ) -> None:
         self.db = db
+        #: How long a key's kept answer is replayed; older answers are pruned (the key may
+        #: then be used again).
+        self.keep_answers_s = keep_answers_s
+        self._next_prune = 0.0
         self.stale_after_s = stale_after_s
         self.heartbeat_interval_s = heartbeat_interval_s
         self.dead_after_s = dead_after_s
@@ -218,6 +223,9 @@ class IdempotencyStore:
             try:
                 self.beat()
                 interval = self.heartbeat_interval_s
+                if time.monotonic() >= self._next_prune:
+                    self.prune()
+                    self._next_prune = time.monotonic() + 60.0
                 # Forget processes dead for a day (their keys count as ownerless).
                 self.db.execute(
                     f"DELETE FROM {self._instances}"  # noqa: S608
@@ -226,6 +234,16 @@ class IdempotencyStore:
                 )
             except Exception as exc:  # the database is away: beat again next time
                 _log.warning("idempotency_heartbeat_failed", error_type=type(exc).__name__)
+
+    def prune(self) -> int:
+        """Forget the answers kept longer than ``keep_answers_s`` (the heartbeat calls it once a
+        minute); keys in flight are never pruned. The number of keys forgotten."""
+        _, pruned = self.db.execute(
+            f"DELETE FROM {self._table}"  # noqa: S608
+            f" WHERE state = 'done' AND created_at < {self.db.clock_sql} - ?",
+            (self.keep_answers_s,),
+        )
+        return max(pruned, 0)
 
     def stop(self) -> None:
         """Stop the heartbeat (keys still in flight are taken over by other processes)."""

@@ -87,7 +87,7 @@ def build_ledger(
     ensure_postgres_schema(env)
     app = Ledger(env=env)
     db = SqlDatabase(env)
-    idempotency = IdempotencyStore(db)
+    idempotency = IdempotencyStore(db, keep_answers_s=settings.idempotency_keep_answers_s)
     idempotency.create_table()
     quotes = QuoteStore(db)
     quotes.create_table()

@@ -312,3 +312,16 @@ def test_a_process_starting_while_the_keys_are_read_does_not_wait_for_the_reader
         started.join(10)
         assert not started.is_alive(), "the new process waited for the reader's transaction"
         reader.rollback()
+
+
+def test_kept_answers_are_forgotten_after_their_time_and_keys_in_flight_never(store_env, stores):
+    store = _store(store_env, keep_answers_s=1.0)
+    stores.append(store)
+    assert store.claim("owner-1", "k-old", "fp").outcome == "new"
+    store.complete("owner-1", "k-old", StoredResponse(201, [], b"first"))
+    assert store.claim("owner-1", "k-busy", "fp").outcome == "new"  # stays in flight
+    assert store.prune() == 0  # both younger than their time
+    time.sleep(1.5)
+    assert store.prune() == 1
+    assert store.claim("owner-1", "k-old", "other").outcome == "new"  # free again
+    assert store.claim("owner-1", "k-busy", "fp").outcome == "in_flight"
