@@ -3,7 +3,13 @@ the real PostgreSQL, served by a real uvicorn server configured as every process
 
 from __future__ import annotations
 
+import contextlib
+import json
+import os
+import signal
 import socket
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,6 +26,25 @@ from seatledger.serving import server_config
 from tests.served import ServerThreads
 
 SECRET = "http-plumbing-test-secret-0123456789abcdef"
+
+
+@contextlib.contextmanager
+def claiming_process(script: str, store_env: dict[str, str]) -> Iterator[subprocess.Popen[str]]:
+    """Another process (``python -c script store_env_json``) that claims a key and prints the
+    claim's outcome: yielded once it claimed it (outcome ``new``), killed (SIGKILL) after."""
+    child = subprocess.Popen(
+        [sys.executable, "-c", script, json.dumps(store_env)],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=os.getcwd(),
+    )
+    try:
+        assert child.stdout is not None
+        assert child.stdout.readline().strip() == "new"
+        yield child
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.wait()
 
 
 @pytest.fixture(params=["sqlite", "postgres"])

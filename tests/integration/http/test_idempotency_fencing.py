@@ -6,12 +6,7 @@ claim whose answer the database never sent leaves no key in flight."""
 from __future__ import annotations
 
 import contextlib
-import json
-import os
-import signal
 import socket
-import subprocess
-import sys
 import textwrap
 import threading
 import time
@@ -25,6 +20,7 @@ import structlog
 
 from seatledger.http import IdempotencyStore, SqlDatabase
 from seatledger.http.idempotency import StoredResponse
+from tests.integration.http.conftest import claiming_process
 from tests.outages import set_connections
 
 
@@ -133,15 +129,7 @@ SKEWED_CLAIMER = textwrap.dedent(
 def test_a_live_owner_whose_clock_is_off_is_not_taken_for_dead(store_env, stores):
     judge = _store(store_env)
     stores.append(judge)
-    child = subprocess.Popen(
-        [sys.executable, "-c", SKEWED_CLAIMER, json.dumps(store_env)],
-        stdout=subprocess.PIPE,
-        text=True,
-        cwd=os.getcwd(),
-    )
-    try:
-        assert child.stdout is not None
-        assert child.stdout.readline().strip() == "new"
+    with claiming_process(SKEWED_CLAIMER, store_env):
         time.sleep(1.5)  # a few heartbeats, each dated an hour ago by its host's clock
         assert judge.claim("owner-1", "k-skew", "fp").outcome == "in_flight"
         # What it wrote is the database's time, not its own.
@@ -155,9 +143,6 @@ def test_a_live_owner_whose_clock_is_off_is_not_taken_for_dead(store_env, stores
         created_at, heartbeat_at = (float(value) for value in rows[0])
         assert now - 10 <= created_at <= now
         assert now - 5 <= heartbeat_at <= now + 0.1
-    finally:
-        child.send_signal(signal.SIGKILL)
-        child.wait()
 
 
 class CuttingRelay:

@@ -4,11 +4,6 @@ again (a 5xx never leaves a key in flight)."""
 
 from __future__ import annotations
 
-import json
-import os
-import signal
-import subprocess
-import sys
 import textwrap
 import time
 
@@ -18,6 +13,7 @@ import structlog
 
 from seatledger.http import IdempotencyStore, SqlDatabase
 from seatledger.http.idempotency import StoredResponse, request_fingerprint
+from tests.integration.http.conftest import claiming_process
 
 CLAIMER = textwrap.dedent(
     """
@@ -33,20 +29,9 @@ CLAIMER = textwrap.dedent(
 def _pending_key_of_a_killed_process(store_env: dict[str, str]) -> tuple[float, IdempotencyStore]:
     store = IdempotencyStore(SqlDatabase(store_env))
     store.create_table()
-    child = subprocess.Popen(
-        [sys.executable, "-c", CLAIMER, json.dumps(store_env)],
-        stdout=subprocess.PIPE,
-        text=True,
-        cwd=os.getcwd(),
-    )
-    try:
-        assert child.stdout is not None
-        assert child.stdout.readline().strip() == "new"
+    with claiming_process(CLAIMER, store_env):
         time.sleep(3)  # alive and beating: its key is in flight
         assert store.claim("owner-1", "k-crash", "fp").outcome == "in_flight"
-    finally:
-        child.send_signal(signal.SIGKILL)
-        child.wait()
     return time.monotonic(), store
 
 
@@ -140,15 +125,8 @@ def test_a_retry_after_a_crash_is_run_within_seconds_not_refused_for_a_minute(se
     body = b'{"seats": 8}'
     fingerprint = request_fingerprint("POST", "/v1/things", b"", body)
     claimer = CLAIMER.replace('"k-crash", "fp"', f'"k-http", "{fingerprint}"')
-    child = subprocess.Popen(
-        [sys.executable, "-c", claimer, json.dumps(store_env)], stdout=subprocess.PIPE, text=True
-    )
-    try:
-        assert child.stdout is not None
-        assert child.stdout.readline().strip() == "new"
-    finally:
-        child.send_signal(signal.SIGKILL)
-        child.wait()
+    with claiming_process(claimer, store_env):
+        pass  # killed once it holds the key
     killed_at = time.monotonic()
     headers = {"Authorization": f"Bearer {served.token('owner-1')}", "Idempotency-Key": "k-http"}
     response = httpx.post(f"{served.url}/v1/things", content=body, headers=headers)
